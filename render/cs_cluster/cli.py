@@ -1,0 +1,154 @@
+"""`cs-cluster`: the command line over the Cluster API. Errors become one line and an exit status."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+from . import helm
+from .cluster import Cluster
+from .errors import CsClusterError, UsageError
+from .schema import stale_files, write_generated
+from .values import dump_values, secrets_path_for, write_private_file
+
+
+def _cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="the worker_config YAML (a list of models)")
+    parser.add_argument("--tag", required=True, help="the image tag for the models being updated")
+    parser.add_argument("--project", required=True, help="the image project, e.g. your GCP project")
+    parser.add_argument("--registry", help="the image registry (default gcr.io, or the --previous file's)")
+    parser.add_argument("--models", nargs="+", default=[], metavar="NAME",
+                        help="only these models (title or owner/title, exact) get --tag")
+    parser.add_argument("--previous", type=Path, help="the values file to keep other models' tags from")
+    parser.add_argument("--chart", type=Path, help="the chart directory (default: the repository's)")
+    parser.add_argument("--release", default="cs-workers", help="the Helm release name")
+    parser.add_argument("--namespace", default="default", help="the Kubernetes namespace")
+
+
+def _make_cluster(
+    args: argparse.Namespace, previous: Path | Literal["auto"] | None, values_file: Path | None = None
+) -> Cluster:
+    return Cluster(
+        config=args.config, tag=args.tag, project=args.project, models=args.models, registry=args.registry,
+        previous=previous, values_file=values_file, chart=args.chart, release=args.release,
+        namespace=args.namespace,
+    )
+
+
+def command_values(args: argparse.Namespace) -> int:
+    cluster = _make_cluster(args, args.previous)
+    split = cluster.split_values()
+    if args.output:
+        secrets_target = args.secrets_output or secrets_path_for(args.output)
+        cluster.write_values(args.output, secrets_target)
+        print(f"wrote {args.output}" + (f" and {secrets_target} (0600, keep out of git)" if split.secrets else ""),
+              file=sys.stderr)
+        return 0
+    if split.secrets:
+        if not args.secrets_output:
+            raise UsageError("the config has model secrets: give -o FILE or --secrets-output FILE, "
+                             "so their values go to a private file and not to standard output")
+        write_private_file(args.secrets_output, dump_values(split.secrets), 0o600)
+    sys.stdout.write(dump_values(split.values))
+    return 0
+
+
+def command_template(args: argparse.Namespace) -> int:
+    cluster = _make_cluster(args, args.previous)
+    if args.validate:
+        rendered = cluster.render(args.kubernetes_version)
+        sys.stdout.write(rendered.manifests)
+        print(f"{len(rendered)} objects rendered, all valid for Kubernetes {', '.join(args.kubernetes_version)}",
+              file=sys.stderr)
+    else:
+        sys.stdout.write(cluster.template())
+    return 0
+
+
+def command_apply(args: argparse.Namespace) -> int:
+    cluster = _make_cluster(args, args.previous or "auto", args.values_file)
+    cluster.apply(dry_run=args.dry_run, wait=not args.no_wait, timeout=args.timeout)
+    return 0
+
+
+def command_build(args: argparse.Namespace) -> int:
+    cluster = _make_cluster(args, args.previous or "auto", args.values_file)
+    cluster.build(dry_run=args.dry_run, push=not args.no_push, runtime_image=args.runtime_image)
+    if not args.dry_run:
+        print(f"wrote {cluster.values_path}", file=sys.stderr)
+    return 0
+
+
+def command_schema(args: argparse.Namespace) -> int:
+    chart = args.chart or helm.default_chart()
+    if args.write:
+        for path in write_generated(chart):
+            print(f"wrote {path}", file=sys.stderr)
+        return 0
+    stale = stale_files(chart)
+    if stale:
+        raise UsageError("out of date: " + ", ".join(map(str, stale)) + "; run `cs-cluster schema --write`")
+    print("values.schema.json and docs/values.md match values.schema.yaml", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cs-cluster", description="Deploy a Compute Studio compute cluster.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    values = commands.add_parser("values", help="write the Helm values for a worker_config")
+    _cluster_arguments(values)
+    values.add_argument("-o", "--output", type=Path, help="the values file to write (default: standard output)")
+    values.add_argument("--secrets-output", type=Path,
+                        help="where the models' secret values go (default: beside -o as NAME.secrets.yaml)")
+    values.set_defaults(handler=command_values)
+
+    template = commands.add_parser("template", help="print the manifests `helm template` renders")
+    _cluster_arguments(template)
+    template.add_argument("--no-validate", dest="validate", action="store_false",
+                          help="skip validation against the strict Kubernetes schemas")
+    template.add_argument("--kubernetes-version", action="append", default=None,
+                          help="validate for this Kubernetes version (repeatable; default 1.33 and 1.37)")
+    template.set_defaults(handler=command_template)
+
+    for name, handler, text in (("apply", command_apply, "helm upgrade --install the cluster"),
+                                ("build", command_build, "build and push model images, then write values")):
+        sub = commands.add_parser(name, help=text)
+        _cluster_arguments(sub)
+        sub.add_argument("--values-file", type=Path,
+                         help="the values file to write and use (default values/PROJECT.yaml)")
+        sub.add_argument("--dry-run", action="store_true", help="print the commands, change nothing")
+        sub.set_defaults(handler=handler)
+    apply_parser = commands.choices["apply"]
+    apply_parser.add_argument("--no-wait", action="store_true", help="do not wait for pods to be ready")
+    apply_parser.add_argument("--timeout", default="10m", help="how long helm waits (default 10m)")
+    build_parser_ = commands.choices["build"]
+    build_parser_.add_argument("--no-push", action="store_true", help="build and tag only")
+    build_parser_.add_argument("--runtime-image", help="an existing runtime base image to build models FROM")
+
+    schema = commands.add_parser("schema", help="check or regenerate values.schema.json and docs/values.md")
+    schema.add_argument("--write", action="store_true", help="regenerate instead of checking")
+    schema.add_argument("--chart", type=Path)
+    schema.set_defaults(handler=command_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "kubernetes_version", "unset") is None:
+        args.kubernetes_version = ["1.33", "1.37"]
+    try:
+        return int(args.handler(args))
+    except CsClusterError as error:
+        print(f"cs-cluster: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""Finding and running helm: one place that turns helm's failures into our errors."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ToolError
+
+CHART_NAME = "cs-workers"
+
+
+def default_chart() -> Path:
+    """The chart beside this package in the repository, or CS_CHART."""
+    if os.environ.get("CS_CHART"):
+        return Path(os.environ["CS_CHART"])
+    for parent in Path(__file__).resolve().parents:
+        candidate = parent / "charts" / CHART_NAME
+        if (candidate / "Chart.yaml").is_file():
+            return candidate
+    raise ToolError(f"cannot find charts/{CHART_NAME}; pass --chart or set CS_CHART")
+
+
+def cache_dir() -> Path:
+    """Where ci/install-tools.sh keeps helm; read here so a plain `cs-cluster` finds it too."""
+    base = os.environ.get("CS_WORKERS_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "cs-workers"
+    )
+    return Path(base)
+
+
+def find_helm(major: int | None = None) -> str:
+    """A helm binary: CS_HELM, else CS_HELM<major>, else helm on PATH, else the cached one."""
+    candidates: list[str | None] = []
+    if major is None:
+        candidates += [os.environ.get("CS_HELM"), shutil.which("helm")]
+        majors: Sequence[int] = (4, 3)
+    else:
+        majors = (major,)
+    for number in majors:
+        candidates += [os.environ.get(f"CS_HELM{number}"), shutil.which(f"helm{number}"),
+                       str(cache_dir() / "bin" / f"helm{number}")]
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    wanted = f"helm {major}" if major else "helm"
+    raise ToolError(f"{wanted} not found: run ci/install-tools.sh, or put helm on PATH, or set CS_HELM")
+
+
+def run_helm(arguments: Sequence[str], *, helm: str | None = None, check: bool = True,
+             timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+    """Run helm and raise ToolError with helm's own message when it fails."""
+    binary = helm or find_helm()
+    try:
+        result = subprocess.run([binary, *arguments], capture_output=True, text=True, timeout=timeout,
+                                check=False)
+    except FileNotFoundError:
+        raise ToolError(f"helm not found at {binary}") from None
+    except subprocess.TimeoutExpired:
+        raise ToolError(f"helm {arguments[0]} did not finish in {timeout} s") from None
+    if check and result.returncode != 0:
+        message = " ".join(line.strip() for line in result.stderr.strip().splitlines()[-3:])
+        raise ToolError(f"helm {arguments[0]} failed: {message or 'exit status ' + str(result.returncode)}")
+    return result
+
+
+@contextmanager
+def values_file(values: dict[str, Any] | None) -> Iterator[list[str]]:
+    """Yield helm's `-f FILE` arguments for a values dict, in a private temporary file."""
+    if not values:
+        yield []
+        return
+    with tempfile.TemporaryDirectory(prefix="cs-cluster-") as directory:
+        path = Path(directory) / "values.yaml"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            yaml.safe_dump(values, handle, sort_keys=False)
+        yield ["-f", str(path)]
+
+
+def template(values: dict[str, Any] | None = None, *, values_files: Sequence[str | Path] = (),
+             release: str = "cs-workers", namespace: str = "default", chart: str | Path | None = None,
+             show_only: Sequence[str] = (), kube_version: str | None = None, helm: str | None = None,
+             extra: Sequence[str] = ()) -> str:
+    """`helm template` the chart with these values and return the manifests."""
+    chart_path = str(chart or default_chart())
+    with values_file(values) as inline:
+        arguments = ["template", release, chart_path, "--namespace", namespace]
+        for path in values_files:
+            arguments += ["-f", str(path)]
+        arguments += inline
+        for template_name in show_only:
+            arguments += ["--show-only", template_name]
+        if kube_version:
+            arguments += ["--kube-version", kube_version]
+        arguments += list(extra)
+        return run_helm(arguments, helm=helm).stdout

@@ -1,0 +1,139 @@
+"""The render harness: `helm template`, parse, validate every object, look objects up.
+
+In the style of Apache Airflow's chart tests, for our suite and for users' CI alike:
+
+    chart = render_chart({"models": {...}})
+    worker = chart.one("Deployment", component="dask-worker", model="pslmodels-ogusa")
+
+Every object of every render is validated against the strict Kubernetes JSON schemas (no unknown
+fields) of each version in `kubernetes_versions`, offline, through kubernetes-validate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import helm
+from .errors import ManifestError
+
+# The oldest Kubernetes we test against and the newest the schemas know.
+DEFAULT_KUBERNETES_VERSIONS = ("1.33", "1.37")
+
+# Short names for the well-known labels, so tests read `component="gateway"`.
+LABEL_ALIASES = {
+    "name": "app.kubernetes.io/name",
+    "instance": "app.kubernetes.io/instance",
+    "component": "app.kubernetes.io/component",
+    "part_of": "app.kubernetes.io/part-of",
+    "model": "compute.studio/model",
+}
+
+
+@dataclass
+class RenderedChart:
+    """The objects one render produced, with lookups by kind, name and label."""
+
+    objects: list[dict[str, Any]]
+    manifests: str = field(repr=False, default="")
+
+    def __iter__(self) -> Any:
+        return iter(self.objects)
+
+    def __len__(self) -> int:
+        return len(self.objects)
+
+    def find(self, kind: str | None = None, name: str | None = None, **labels: str) -> list[dict[str, Any]]:
+        """Objects of `kind` (any when None) whose name and labels match; label keys may be aliases."""
+        wanted = {LABEL_ALIASES.get(key, key): value for key, value in labels.items()}
+        found = []
+        for obj in self.objects:
+            if kind is not None and obj.get("kind") != kind:
+                continue
+            metadata = obj.get("metadata") or {}
+            if name is not None and metadata.get("name") != name:
+                continue
+            object_labels = metadata.get("labels") or {}
+            if all(object_labels.get(key) == value for key, value in wanted.items()):
+                found.append(obj)
+        return found
+
+    def one(self, kind: str | None = None, name: str | None = None, **labels: str) -> dict[str, Any]:
+        """The single object that matches; fails loudly on none or several."""
+        found = self.find(kind, name, **labels)
+        if len(found) != 1:
+            names = [f"{o.get('kind')}/{o['metadata']['name']}" for o in found]
+            raise LookupError(f"expected one {kind or 'object'} with name={name} labels={labels}, found {names}")
+        return found[0]
+
+    def kinds(self) -> list[tuple[str, str]]:
+        return sorted((o["kind"], o["metadata"]["name"]) for o in self.objects)
+
+    def pod_templates(self) -> dict[str, dict[str, Any]]:
+        """Each workload's pod template, keyed 'Kind/name': what decides whether pods roll."""
+        return {
+            f"{o['kind']}/{o['metadata']['name']}": o["spec"]["template"]
+            for o in self.objects
+            if o.get("kind") in ("Deployment", "StatefulSet", "DaemonSet", "Job")
+        }
+
+
+def parse_manifests(manifests: str) -> list[dict[str, Any]]:
+    """The non-empty documents of a multi-document YAML stream."""
+    return [document for document in yaml.safe_load_all(manifests) if document]
+
+
+def _schema_version(version: str) -> str:
+    """kubernetes-validate names versions like 1.33.0."""
+    return version if version.count(".") == 2 else f"{version}.0"
+
+
+def validate_objects(objects: Iterable[dict[str, Any]], kubernetes_versions: Sequence[str]) -> None:
+    """Raise ManifestError for the first object the strict schemas reject."""
+    import kubernetes_validate  # imported here: only validation needs the schemas
+
+    for obj in objects:
+        for version in kubernetes_versions:
+            try:
+                kubernetes_validate.validate(obj, _schema_version(version), strict=True)
+            except kubernetes_validate.ValidationError as error:
+                where = "/".join(str(part) for part in error.path)
+                raise ManifestError(
+                    f"{obj.get('kind')}/{(obj.get('metadata') or {}).get('name')} is invalid for Kubernetes "
+                    f"{version} at {where or 'the top'}: {error.message}"
+                ) from None
+            except kubernetes_validate.SchemaNotFoundError as error:
+                raise ManifestError(f"no Kubernetes {version} schema for {obj.get('kind')}: {error}") from None
+
+
+def render_chart(
+    values: dict[str, Any] | None = None,
+    *,
+    values_files: Sequence[str | Path] = (),
+    show_only: Sequence[str] = (),
+    kubernetes_versions: Sequence[str] = DEFAULT_KUBERNETES_VERSIONS,
+    release: str = "release",
+    namespace: str = "default",
+    chart: str | Path | None = None,
+    helm_binary: str | None = None,
+    validate: bool = True,
+) -> RenderedChart:
+    """Render the chart with `values` and return its objects, each validated when `validate`."""
+    manifests = helm.template(
+        values,
+        values_files=values_files,
+        release=release,
+        namespace=namespace,
+        chart=chart,
+        show_only=show_only,
+        kube_version=kubernetes_versions[-1] if kubernetes_versions else None,
+        helm=helm_binary,
+    )
+    objects = parse_manifests(manifests)
+    if validate:
+        validate_objects(objects, kubernetes_versions)
+    return RenderedChart(objects, manifests)

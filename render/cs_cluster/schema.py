@@ -1,0 +1,101 @@
+"""values.schema.yaml -> values.schema.json and docs/values.md.
+
+The YAML schema is the single source of truth (as in zero-to-jupyterhub): Helm validates values
+against the JSON made from it, and the reference docs are made from it too, so neither can drift.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ToolError
+
+
+def load_schema(chart: Path) -> dict[str, Any]:
+    schema: dict[str, Any] = yaml.safe_load((chart / "values.schema.yaml").read_text())
+    return schema
+
+
+def schema_json(chart: Path) -> str:
+    return json.dumps(load_schema(chart), indent=2) + "\n"
+
+
+def _resolve(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    reference = node.get("$ref")
+    if not reference:
+        return node
+    target: Any = schema
+    for part in reference.lstrip("#/").split("/"):
+        target = target[part]
+    return {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+
+
+def _type_of(node: dict[str, Any]) -> str:
+    if "enum" in node:
+        return " \\| ".join(f"`{value}`" for value in node["enum"])
+    if "oneOf" in node:
+        return "quantity"
+    kind = node.get("type", "any")
+    return " or ".join(kind) if isinstance(kind, list) else str(kind)
+
+
+def _rows(schema: dict[str, Any], node: dict[str, Any], path: str, defaults: Any) -> Iterator[str]:
+    node = _resolve(schema, node)
+    if path:
+        default = "" if defaults is None or isinstance(defaults, dict) else f"`{json.dumps(defaults)}`"
+        description = " ".join(str(node.get("description", "")).split()).replace("|", "\\|")
+        yield f"| `{path}` | {_type_of(node)} | {default} | {description} |"
+    for name, child in (node.get("properties") or {}).items():
+        if child.get("$ref") == "#/definitions/removedModelKey":
+            continue  # kept in the schema only so the chart can name the new key
+        child_defaults = defaults.get(name) if isinstance(defaults, dict) else None
+        yield from _rows(schema, child, f"{path}.{name}" if path else name, child_defaults)
+    for pattern, child in (node.get("patternProperties") or {}).items():
+        yield from _rows(schema, child, f"{path}.<{'slug' if path == 'models' else pattern}>", None)
+
+
+def values_markdown(chart: Path) -> str:
+    schema = load_schema(chart)
+    defaults = yaml.safe_load((chart / "values.yaml").read_text()) or {}
+    lines = [
+        "# Values reference",
+        "",
+        "Generated from `charts/cs-workers/values.schema.yaml` by `cs-cluster schema --write`; do not edit.",
+        "",
+        "| key | type | default | description |",
+        "| --- | --- | --- | --- |",
+        *_rows(schema, schema, "", defaults),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def generated_files(chart: Path) -> dict[Path, str]:
+    """Each generated file and the text it must have."""
+    return {
+        chart / "values.schema.json": schema_json(chart),
+        chart.parent.parent / "docs" / "values.md": values_markdown(chart),
+    }
+
+
+def stale_files(chart: Path) -> list[Path]:
+    """Generated files whose content lags behind values.schema.yaml."""
+    stale = []
+    for path, text in generated_files(chart).items():
+        if not path.exists() or path.read_text() != text:
+            stale.append(path)
+    return stale
+
+
+def write_generated(chart: Path) -> list[Path]:
+    try:
+        for path, text in generated_files(chart).items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    except (OSError, yaml.YAMLError) as error:
+        raise ToolError(f"cannot write the generated schema files: {error}") from None
+    return list(generated_files(chart))
