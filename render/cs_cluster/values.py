@@ -52,8 +52,10 @@ def select_models(models: Sequence[ModelConfig], names: Sequence[str]) -> list[M
         matches = [m for m in models if name in (m.title, m.name)]
         if not matches:
             known = [m.name for m in models]
-            close = difflib.get_close_matches(name, known + [m.title for m in models], n=1)
-            hint = f"did you mean '{close[0]}'?" if close else "models in the config: " + ", ".join(known)
+            # Case-insensitive suggestions: 'og-usa' should point at 'OG-USA'.
+            spellings = {candidate.lower(): candidate for candidate in known + [m.title for m in models]}
+            close = difflib.get_close_matches(name.lower(), list(spellings), n=1)
+            hint = f"did you mean '{spellings[close[0]]}'?" if close else "models in the config: " + ", ".join(known)
             raise UsageError(f"--models {name!r} matches no model in the config ({hint})")
         if len(matches) > 1:
             raise UsageError(

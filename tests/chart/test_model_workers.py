@@ -1,0 +1,159 @@
+"""Per-model Celery workers: model-io and model-sim Deployments, secrets, placement."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import container, env_of, model, values_with
+
+from cs_cluster import render_chart
+from cs_cluster.errors import ToolError
+
+
+def worker_command(workload: dict) -> list[str]:
+    return container(workload)["command"]
+
+
+@pytest.mark.parametrize("cluster_type", ["celery", "dask"])
+def test_io_worker_takes_the_inputs_queue_one_at_a_time(cluster_type: str) -> None:
+    chart = render_chart(values_with(model("PSLmodels", "OG-USA", cluster_type)))
+    io = chart.one("Deployment", component="model-io", model="pslmodels-ogusa")
+    assert io["metadata"]["name"] == "release-pslmodels-ogusa-io"
+    command = worker_command(io)
+    assert command[:4] == ["celery", "--app", "cs_runtime.worker:app", "worker"]
+    assert command[command.index("--queues") + 1] == "pslmodels_ogusa_inputs_queue"
+    assert command[command.index("--concurrency") + 1] == "1"
+    assert command[command.index("--prefetch-multiplier") + 1] == "1"
+    assert io["spec"]["replicas"] == 1
+    assert container(io)["resources"] == {"requests": {"cpu": "700m", "memory": "250M"},
+                                          "limits": {"cpu": "1", "memory": "700M"}}
+    env = env_of(io)
+    assert (env["OWNER"], env["TITLE"], env["CS_WORKER_ROLE"]) == ("PSLmodels", "OG-USA", "io")
+    assert env["CS_CLUSTER_TYPE"] == cluster_type
+    assert container(io)["image"] == "gcr.io/cs-test/pslmodels_ogusa_tasks:v1"
+
+
+def test_celery_sim_worker_has_the_model_replicas_and_resources_merged_key_by_key() -> None:
+    entry = model("PSLmodels", "Tax-Brain", replicas=3, simTimeLimit=900,
+                  resources={"requests": {"memory": "4G"}, "limits": {"cpu": 2, "memory": "6G"}})
+    chart = render_chart(values_with(entry))
+    sim = chart.one("Deployment", component="model-sim", model="pslmodels-taxbrain")
+    assert sim["spec"]["replicas"] == 3
+    command = worker_command(sim)
+    assert command[command.index("--queues") + 1] == "pslmodels_taxbrain_queue"
+    # requests.cpu comes from the default (1), the rest from the model.
+    assert container(sim)["resources"] == {"requests": {"cpu": "1", "memory": "4G"},
+                                           "limits": {"cpu": 2, "memory": "6G"}}
+    env = env_of(sim)
+    assert env["SIM_TIME_LIMIT"] == "900"
+    assert env["CS_WORKER_ROLE"] == "sim"
+    assert "DASK_SCHEDULER_ADDRESS" not in env
+
+
+def test_dask_sim_pod_is_a_small_driver_pointed_at_the_model_scheduler() -> None:
+    entry = model("PSLmodels", "OG-USA", "dask", replicas=4,
+                  resources={"requests": {"cpu": 2, "memory": "7G"}, "limits": {"cpu": 2, "memory": "7G"}})
+    chart = render_chart(values_with(entry))
+    sim = chart.one("Deployment", component="model-sim", model="pslmodels-ogusa")
+    assert sim["spec"]["replicas"] == 4
+    assert env_of(sim)["DASK_SCHEDULER_ADDRESS"] == "tcp://release-pslmodels-ogusa-dask-scheduler:8786"
+    assert container(sim)["resources"]["requests"] == {"cpu": "250m", "memory": "256M"}
+    # The model's resources go to its Dask workers instead.
+    worker = chart.one("Deployment", component="dask-worker", model="pslmodels-ogusa")
+    assert container(worker)["resources"]["limits"] == {"cpu": 2, "memory": "7G"}
+
+
+def test_worker_secret_reaches_workers_only_by_secret_key_ref() -> None:
+    chart = render_chart(values_with(model("a", "b"), workerSecret={"values": {"COMP_URL": "https://web",
+                                                                                "COMP_API_TOKEN": "t0ken"}}))
+    secret = chart.one("Secret", name="release-worker-secret")
+    assert set(secret["data"]) == {"COMP_URL", "COMP_API_TOKEN"}
+    for role in ("model-io", "model-sim"):
+        env = env_of(chart.one("Deployment", component=role))
+        for name in ("COMP_URL", "COMP_API_TOKEN", "BUCKET"):
+            assert env[name]["secretKeyRef"]["name"] == "release-worker-secret"
+    assert "t0ken" not in chart.manifests.replace(secret["data"]["COMP_API_TOKEN"], "")
+
+
+def test_worker_secret_existing_secret() -> None:
+    chart = render_chart(values_with(model("a", "b"), workerSecret={"existingSecret": "cs-credentials"}))
+    assert not chart.find("Secret", name="release-worker-secret")
+    env = env_of(chart.one("Deployment", component="model-sim"))
+    assert env["COMP_API_TOKEN"]["secretKeyRef"]["name"] == "cs-credentials"
+
+
+def test_model_secrets_become_a_secret_used_through_env_from() -> None:
+    entry = model("a", "b", "dask", secrets={"values": {"API_KEY": "s3cret-value", "OTHER": "x"}})
+    chart = render_chart(values_with(entry))
+    secret = chart.one("Secret", name="release-a-b-secrets")
+    assert set(secret["data"]) == {"API_KEY", "OTHER"}
+    assert "s3cret-value" not in chart.manifests
+    for component in ("model-io", "model-sim", "dask-worker"):
+        workload = chart.one("Deployment", component=component, model="a-b")
+        assert container(workload)["envFrom"] == [{"secretRef": {"name": "release-a-b-secrets", "optional": True}}]
+        assert "API_KEY" not in env_of(workload)
+    assert not [o for o in chart.find("ConfigMap") if "s3cret" in str(o)]
+
+
+def test_model_without_secret_values_renders_the_same_pod_templates() -> None:
+    """Upgrading without the secrets file must not roll pods (the Secret is optional)."""
+    with_secrets = render_chart(values_with(model("a", "b", secrets={"values": {"K": "v"}})))
+    without = render_chart(values_with(model("a", "b")))
+    assert not without.find("Secret", name="release-a-b-secrets")
+    assert with_secrets.pod_templates() == without.pod_templates()
+
+
+def test_model_existing_secret() -> None:
+    chart = render_chart(values_with(model("a", "b", secrets={"existingSecret": "a-b-keys"})))
+    assert not chart.find("Secret", model="a-b")
+    io = chart.one("Deployment", component="model-io", model="a-b")
+    assert container(io)["envFrom"] == [{"secretRef": {"name": "a-b-keys"}}]
+
+
+@pytest.mark.parametrize("sizes", [["small"], ["small", "medium"]])
+def test_node_size_becomes_node_affinity_on_sim_pods(sizes: list[str]) -> None:
+    chart = render_chart(values_with(model("a", "b", nodeSize=sizes), model("c", "d", "dask", nodeSize=sizes)))
+    expected = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "size", "operator": "In", "values": sizes}]}]}}}
+    for component, slug in (("model-sim", "a-b"), ("model-sim", "c-d"), ("dask-worker", "c-d")):
+        pod = chart.one("Deployment", component=component, model=slug)["spec"]["template"]["spec"]
+        assert pod["affinity"] == expected
+    for component in ("model-io", "dask-scheduler"):
+        for workload in chart.find("Deployment", component=component):
+            assert "affinity" not in workload["spec"]["template"]["spec"]
+
+
+def test_per_component_placement_and_resource_overrides() -> None:
+    toleration = {"key": "dedicated", "operator": "Equal", "value": "models", "effect": "NoSchedule"}
+    entry = model("a", "b", "dask",
+                  io={"replicas": 2, "nodeSelector": {"pool": "io"}, "resources": {"limits": {"memory": "1G"}}},
+                  daskScheduler={"tolerations": [toleration]},
+                  daskWorker={"nodeSelector": {"pool": "compute"}})
+    chart = render_chart(values_with(entry, modelDefaults={"sim": {"tolerations": [toleration]}}))
+    io = chart.one("Deployment", component="model-io")
+    assert io["spec"]["replicas"] == 2
+    assert io["spec"]["template"]["spec"]["nodeSelector"] == {"pool": "io"}
+    assert container(io)["resources"]["limits"] == {"cpu": "1", "memory": "1G"}
+    scheduler = chart.one("Deployment", component="dask-scheduler")
+    assert scheduler["spec"]["template"]["spec"]["tolerations"] == [toleration]
+    worker = chart.one("Deployment", component="dask-worker")
+    assert worker["spec"]["template"]["spec"]["nodeSelector"] == {"pool": "compute"}
+    assert worker["spec"]["template"]["spec"]["tolerations"] == [toleration]
+
+
+def test_image_repository_override_and_registry() -> None:
+    chart = render_chart(values_with(model("a", "b", image={"tag": 5, "repository": "quay.io/x/y"}),
+                                     model("c", "d"), modelImages={"registry": "", "project": "me"}))
+    assert container(chart.one("Deployment", component="model-io", model="a-b"))["image"] == "quay.io/x/y:5"
+    assert container(chart.one("Deployment", component="model-io", model="c-d"))["image"] == "me/c_d_tasks:v1"
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"models": {"a-b": model("a", "b")}}, "set modelImages.project"),
+        (values_with(model("a", "b", image={"tag": ""})), "image.tag is empty"),
+    ],
+)
+def test_missing_image_settings_fail_the_render(values: dict, message: str) -> None:
+    with pytest.raises(ToolError, match=message):
+        render_chart(values)

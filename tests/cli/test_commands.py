@@ -1,0 +1,104 @@
+"""The cs-cluster commands and the Cluster API, end to end with real helm."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import yaml
+from helpers import EXAMPLE_CONFIG, SEED_MODEL, cs_cluster, write_config
+
+from cs_cluster import Cluster, RenderedChart
+from cs_cluster.render import parse_manifests
+
+
+def test_template_prints_valid_manifests_for_the_example() -> None:
+    result = cs_cluster("template", "--config", EXAMPLE_CONFIG, "--tag", "v1", "--project", "cs-dev")
+    assert result.returncode == 0, result.stderr
+    objects = parse_manifests(result.stdout)
+    assert "all valid for Kubernetes 1.33, 1.37" in result.stderr
+    kinds = sorted({o["kind"] for o in objects})
+    assert kinds == ["ConfigMap", "Deployment", "PersistentVolumeClaim", "Secret", "Service"]
+    assert len([o for o in objects if o["kind"] == "Deployment"]) == 2 + 2 + 2 + 2
+
+
+def test_example_render_has_both_kinds_of_model(example_chart: RenderedChart) -> None:
+    assert example_chart.one("Deployment", component="model-sim", model="csexamples-celerysum")
+    worker = example_chart.one("Deployment", component="dask-worker", model="csexamples-daskpi")
+    assert worker["spec"]["replicas"] == 2
+
+
+def test_apply_dry_run_prints_the_helm_command(tmp_path: Path) -> None:
+    values_file = tmp_path / "values" / "p.yaml"
+    result = cs_cluster("apply", "--config", EXAMPLE_CONFIG, "--tag", "v1", "--project", "p", "--release", "cs",
+                        "--namespace", "models", "--values-file", values_file, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    command = shlex.split(result.stdout.strip())
+    assert command[1:5] == ["upgrade", "--install", "cs", str(EXAMPLE_CONFIG.parents[1] / "charts" / "cs-workers")]
+    assert command[command.index("--namespace") + 1] == "models"
+    assert command[command.index("-f") + 1] == str(values_file)
+    assert "--wait" in command
+    assert not values_file.exists()
+
+
+def test_apply_without_a_cluster_fails_in_one_line(tmp_path: Path) -> None:
+    result = cs_cluster("apply", "--config", EXAMPLE_CONFIG, "--tag", "v1", "--project", "p",
+                        "--values-file", tmp_path / "v.yaml", "--timeout", "5s", "--no-wait")
+    assert result.returncode == 1
+    assert "cs-cluster: error: helm failed" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_build_dry_run_composes_docker_commands(tmp_path: Path) -> None:
+    config = write_config(tmp_path, [SEED_MODEL | {"repo_url": "https://github.com/PSLmodels/OG-USA",
+                                                   "sim_time_limit": 9000, "env": {"BUILD_NUM": 4}}])
+    result = cs_cluster("build", "--config", config, "--tag", "oct30.1", "--project", "cs-workers-dev",
+                        "--values-file", tmp_path / "v.yaml", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    commands = [shlex.split(line) for line in result.stdout.strip().splitlines()]
+    runtime = "gcr.io/cs-workers-dev/cs-workers-runtime:oct30.1"
+    image = "gcr.io/cs-workers-dev/pslmodels_ogusa_tasks:oct30.1"
+    assert [c[:2] for c in commands] == [["docker", "build"], ["docker", "push"], ["docker", "build"],
+                                         ["docker", "push"]]
+    assert commands[1] == ["docker", "push", runtime]
+    model_build = commands[2]
+    build_args = [model_build[i + 1] for i, word in enumerate(model_build) if word == "--build-arg"]
+    assert build_args == [f"RUNTIME_IMAGE={runtime}", "OWNER=PSLmodels", "TITLE=OG-USA", "BRANCH=master",
+                          "REPO_URL=https://github.com/PSLmodels/OG-USA", "SIM_TIME_LIMIT=9000", "BUILD_NUM=4"]
+    assert model_build[model_build.index("--tag") + 1] == image
+    assert commands[3] == ["docker", "push", image]
+    assert not (tmp_path / "v.yaml").exists()
+
+
+def test_build_without_docker_says_so(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    config = write_config(tmp_path, [SEED_MODEL])
+    environment = {**os.environ, "PATH": str(Path(sys.executable).parent)}
+    result = subprocess.run([sys.executable, "-m", "cs_cluster", "build", "--config", str(config), "--tag", "t",
+                             "--project", "p", "--values-file", str(tmp_path / "v.yaml")],
+                            capture_output=True, text=True, env=environment, check=False)
+    assert result.returncode == 1
+    assert "docker not found: a real build needs a Docker engine" in result.stderr
+    assert not (tmp_path / "v.yaml").exists()
+
+
+def test_cluster_api_as_in_the_release_notes(tmp_path: Path) -> None:
+    config = write_config(tmp_path, [SEED_MODEL])
+    cluster = Cluster(config=config, tag="oct30.0", project="cs-workers-dev",
+                      values_file=tmp_path / "values" / "cs-workers-dev.yaml")
+    assert cluster.values()["models"]["pslmodels-ogusa"]["image"]["tag"] == "oct30.0"
+    rendered = cluster.render()
+    assert rendered.one("Deployment", component="dask-scheduler", model="pslmodels-ogusa")
+    commands = cluster.build(dry_run=True)
+    assert commands[-1] == ["docker", "push", "gcr.io/cs-workers-dev/pslmodels_ogusa_tasks:oct30.0"]
+    written = cluster.write_values()
+    assert yaml.safe_load(written.read_text())["models"]["pslmodels-ogusa"]["image"]["tag"] == "oct30.0"
+    # The next partial update reads that file as its previous values by default.
+    second = write_config(tmp_path, [SEED_MODEL, {"owner": "a", "title": "b"}])
+    update = Cluster(config=second, tag="oct30.1", project="cs-workers-dev", models=["a/b"],
+                     values_file=written)
+    assert {slug: m["image"]["tag"] for slug, m in update.values()["models"].items()} == {
+        "pslmodels-ogusa": "oct30.0", "a-b": "oct30.1"}

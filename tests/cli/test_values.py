@@ -1,0 +1,142 @@
+"""worker_config -> values: the seed config, C/S-era keys, secrets kept out, partial updates."""
+
+from __future__ import annotations
+
+import copy
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from helpers import SEED_MODEL, cs_cluster, write_config
+
+from cs_cluster import Cluster, render_chart
+
+TAXBRAIN = {"owner": "PSLmodels", "title": "Tax-Brain", "cluster_type": "single-core", "replicas": 2,
+            "repo_url": "https://github.com/PSLmodels/Tax-Brain", "sim_time_limit": 600,
+            "affinity": {"size": "medium"}, "secret": {"API_KEY": "s3cret-value"}, "env": {"BUILD_NUM": 3}}
+MATCHUPS = {"owner": "hdoupe", "title": "Matchups", "branch": "main", "cluster_type": "single-core"}
+
+
+def values_from(tmp_path: Path, models: list[dict[str, Any]], *options: str) -> dict[str, Any]:
+    config = write_config(tmp_path, models)
+    output = tmp_path / "values.yaml"
+    result = cs_cluster("values", "--config", config, "--tag", "t1", "--project", "cs-dev", "-o", output, *options)
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(output.read_text())
+
+
+def test_seed_config_becomes_model_values(tmp_path: Path) -> None:
+    values = values_from(tmp_path, [SEED_MODEL])
+    assert values["modelImages"] == {"registry": "gcr.io", "project": "cs-dev"}
+    assert values["models"] == {"pslmodels-ogusa": {
+        "owner": "PSLmodels", "title": "OG-USA", "clusterType": "dask", "replicas": 2, "image": {"tag": "t1"},
+        "resources": {"requests": {"memory": "7G", "cpu": "2"}, "limits": {"memory": "7G", "cpu": "2"}},
+    }}
+    render_chart(values)  # validates
+
+
+def test_cs_era_keys(tmp_path: Path) -> None:
+    values = values_from(tmp_path, [TAXBRAIN])
+    entry = values["models"]["pslmodels-taxbrain"]
+    assert entry["clusterType"] == "celery"
+    assert entry["simTimeLimit"] == 600
+    assert entry["nodeSize"] == ["medium"]
+    text = (tmp_path / "values.yaml").read_text()
+    assert "s3cret-value" not in text and "API_KEY" not in text
+    assert "repo_url" not in text and "BUILD_NUM" not in text
+
+
+def test_secrets_go_to_a_private_file_only(tmp_path: Path) -> None:
+    values_from(tmp_path, [TAXBRAIN])
+    secrets_file = tmp_path / "values.secrets.yaml"
+    assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
+    secrets = yaml.safe_load(secrets_file.read_text())
+    assert secrets == {"models": {"pslmodels-taxbrain": {"secrets": {"values": {"API_KEY": "s3cret-value"}}}}}
+    # The two files together render the model's Secret; the values file alone renders none.
+    chart = render_chart(values_files=[tmp_path / "values.yaml", secrets_file])
+    assert chart.one("Secret", name="release-pslmodels-taxbrain-secrets")["data"]["API_KEY"]
+    assert not render_chart(values_files=[tmp_path / "values.yaml"]).find("Secret", model="pslmodels-taxbrain")
+
+
+def test_secrets_are_never_printed(tmp_path: Path) -> None:
+    config = write_config(tmp_path, [TAXBRAIN])
+    result = cs_cluster("values", "--config", config, "--tag", "t1", "--project", "p")
+    assert result.returncode == 2 and "--secrets-output" in result.stderr
+    assert "s3cret" not in result.stdout + result.stderr
+    result = cs_cluster("values", "--config", config, "--tag", "t1", "--project", "p",
+                        "--secrets-output", tmp_path / "s.yaml")
+    assert result.returncode == 0 and "s3cret" not in result.stdout
+    assert "s3cret-value" in (tmp_path / "s.yaml").read_text()
+
+
+def test_models_matches_exactly_not_substrings(tmp_path: Path) -> None:
+    config = write_config(tmp_path, [SEED_MODEL, TAXBRAIN, MATCHUPS])
+    first = tmp_path / "first.yaml"
+    assert cs_cluster("values", "--config", config, "--tag", "t1", "--project", "p", "-o", first).returncode == 0
+    # "Tax" is a substring of Tax-Brain: C/S would have matched it, we do not.
+    result = cs_cluster("values", "--config", config, "--tag", "t2", "--project", "p", "--previous", first,
+                        "--models", "Tax")
+    assert result.returncode == 2 and "matches no model" in result.stderr
+    second = tmp_path / "second.yaml"
+    result = cs_cluster("values", "--config", config, "--tag", "t2", "--project", "p", "--previous", first,
+                        "--models", "PSLmodels/Tax-Brain", "Matchups", "-o", second)
+    assert result.returncode == 0, result.stderr
+    tags = {slug: m["image"]["tag"] for slug, m in yaml.safe_load(second.read_text())["models"].items()}
+    assert tags == {"pslmodels-ogusa": "t1", "pslmodels-taxbrain": "t2", "hdoupe-matchups": "t2"}
+
+
+def pod_template_changes(before: dict[str, Any], after: dict[str, Any]) -> set[str]:
+    old = render_chart(before, values_files=()).pod_templates()
+    new = render_chart(after).pod_templates()
+    return {name for name in old.keys() | new.keys() if old.get(name) != new.get(name)}
+
+
+def test_partial_update_rolls_only_the_named_model(tmp_path: Path) -> None:
+    """The rule C/S relied on: with --models, only the named models' pods change."""
+    config = write_config(tmp_path, [SEED_MODEL, TAXBRAIN, MATCHUPS])
+    first = Cluster(config, tag="t1", project="p", previous=None)
+    before = first.values()
+    # The user edits a setting outside models in the committed file; it must survive.
+    before["gateway"] = {"replicas": 2}
+    previous = tmp_path / "previous.yaml"
+    previous.write_text(yaml.safe_dump(before))
+    # Meanwhile the config changes for a model that is not named: it must not roll either.
+    changed = copy.deepcopy([SEED_MODEL, TAXBRAIN, MATCHUPS])
+    changed[2]["replicas"] = 9
+    write_config(tmp_path, changed)
+    after = Cluster(config, tag="t2", project="p", models=["OG-USA"], previous=previous).values()
+    assert after["gateway"] == {"replicas": 2}
+    assert pod_template_changes(before, after) == {
+        "Deployment/release-pslmodels-ogusa-io", "Deployment/release-pslmodels-ogusa-sim",
+        "Deployment/release-pslmodels-ogusa-dask-scheduler", "Deployment/release-pslmodels-ogusa-dask-worker",
+    }
+    # Without --models every model gets the new tag, as C/S 0.16 did.
+    everything = Cluster(config, tag="t2", project="p", previous=previous).values()
+    assert len(pod_template_changes(before, everything)) == 4 + 2 + 2
+
+
+def test_partial_update_needs_the_other_models_in_previous(tmp_path: Path) -> None:
+    config = write_config(tmp_path, [SEED_MODEL, MATCHUPS])
+    result = cs_cluster("values", "--config", config, "--tag", "t2", "--project", "p", "--models", "OG-USA")
+    assert result.returncode == 2
+    assert "model hdoupe/Matchups is not in --previous" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["OG-USA", "PSLmodels/OG-USA"])
+def test_cluster_api_selects_by_title_or_owner_and_title(tmp_path: Path, name: str) -> None:
+    config = write_config(tmp_path, [SEED_MODEL, MATCHUPS])
+    cluster = Cluster(config, tag="t", project="p", models=[name], previous=None,
+                      values_file=tmp_path / "values" / "p.yaml")
+    assert [m.name for m in cluster.selected_models()] == ["PSLmodels/OG-USA"]
+
+
+def test_previous_registry_is_kept_unless_given(tmp_path: Path) -> None:
+    config = write_config(tmp_path, [MATCHUPS])
+    first = values_from(tmp_path, [MATCHUPS], "--registry", "registry.example.org:5000")
+    assert first["modelImages"]["registry"] == "registry.example.org:5000"
+    previous = tmp_path / "previous.yaml"
+    previous.write_text(yaml.safe_dump(first))
+    again = Cluster(config, tag="t3", project="cs-dev", previous=previous).values()
+    assert again["modelImages"]["registry"] == "registry.example.org:5000"

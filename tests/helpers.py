@@ -1,0 +1,68 @@
+"""Builders shared by the test files: small values and configs, written the way users write them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+CHART = REPO / "charts" / "cs-workers"
+EXAMPLE_CONFIG = REPO / "examples" / "worker_config.yaml"
+SEED_MODEL = {
+    "owner": "PSLmodels",
+    "title": "OG-USA",
+    "branch": "master",
+    "cluster_type": "dask",
+    "replicas": 2,
+    "resources": {"requests": {"memory": "7G", "cpu": 2}, "limits": {"memory": "7G", "cpu": 2}},
+    "env": {"BUILD_NUM": 0},
+    "secrets": {},
+}
+
+
+def model(owner: str, title: str, cluster: str = "celery", tag: str = "v1", **settings: Any) -> dict[str, Any]:
+    """A `models:` entry as `cs-cluster values` writes it."""
+    entry: dict[str, Any] = {"owner": owner, "title": title, "clusterType": cluster, "image": {"tag": tag}}
+    entry.update(settings)
+    return entry
+
+
+def values_with(*entries: dict[str, Any], **top: Any) -> dict[str, Any]:
+    """Values with these model entries, keyed by slug, and a project so images have names."""
+    from cs_cluster.names import model_slug
+
+    values: dict[str, Any] = {"modelImages": {"project": "cs-test"}}
+    values["models"] = {model_slug(e["owner"], e["title"]): e for e in entries}
+    values.update(top)
+    return values
+
+
+def write_config(directory: Path, models: Any, name: str = "worker_config.yaml") -> Path:
+    path = directory / name
+    path.write_text(models if isinstance(models, str) else yaml.safe_dump(models, sort_keys=False))
+    return path
+
+
+def cs_cluster(*arguments: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in a new process, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "cs_cluster", *map(str, arguments)],
+        capture_output=True, text=True, cwd=cwd, check=False, timeout=120,
+    )
+
+
+def container(workload: dict[str, Any], name: str | None = None) -> dict[str, Any]:
+    containers = workload["spec"]["template"]["spec"]["containers"]
+    if name is None:
+        assert len(containers) == 1
+        return containers[0]
+    return next(c for c in containers if c["name"] == name)
+
+
+def env_of(workload: dict[str, Any]) -> dict[str, Any]:
+    """Container env by name: the plain value, or the valueFrom mapping."""
+    return {item["name"]: item.get("value", item.get("valueFrom")) for item in container(workload).get("env", [])}
