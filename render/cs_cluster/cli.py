@@ -95,6 +95,14 @@ def command_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_local_up(args: argparse.Namespace) -> int:
+    from .local import LocalCluster, run_foreground
+
+    cluster = LocalCluster(args.config, port=args.port, comp_url=args.comp_url,
+                           comp_api_token=args.comp_api_token, chart=args.chart)
+    return run_foreground(cluster)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cs-cluster", description="Deploy a Compute Studio compute cluster.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -128,6 +136,16 @@ def build_parser() -> argparse.ArgumentParser:
     build_parser_ = commands.choices["build"]
     build_parser_.add_argument("--no-push", action="store_true", help="build and tag only")
     build_parser_.add_argument("--runtime-image", help="an existing runtime base image to build models FROM")
+
+    local = commands.add_parser("local", help="run the cluster on this machine, without Kubernetes")
+    local_commands = local.add_subparsers(dest="local_command", required=True, metavar="COMMAND")
+    up = local_commands.add_parser("up", help="start Redis, the gateway and every model's workers until stopped")
+    up.add_argument("--config", required=True, help="the worker_config; repo_url must be local directories")
+    up.add_argument("--port", type=int, default=5050, help="the gateway's port (default 5050)")
+    up.add_argument("--comp-url", help="the webserver results are PUT to (COMP_URL)")
+    up.add_argument("--comp-api-token", help="the webserver's API token (COMP_API_TOKEN)")
+    up.add_argument("--chart", type=Path, help="the chart directory (default: the repository's)")
+    up.set_defaults(handler=command_local_up)
 
     schema = commands.add_parser("schema", help="check or regenerate values.schema.json and docs/values.md")
     schema.add_argument("--write", action="store_true", help="regenerate instead of checking")

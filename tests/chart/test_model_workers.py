@@ -54,7 +54,9 @@ def test_dask_sim_pod_is_a_small_driver_pointed_at_the_model_scheduler() -> None
                   resources={"requests": {"cpu": 2, "memory": "7G"}, "limits": {"cpu": 2, "memory": "7G"}})
     chart = render_chart(values_with(entry))
     sim = chart.one("Deployment", component="model-sim", model="pslmodels-ogusa")
-    assert sim["spec"]["replicas"] == 4
+    # replicas counts Dask workers; one driver hands sims to the cluster.
+    assert sim["spec"]["replicas"] == 1
+    assert chart.one("Deployment", component="dask-worker")["spec"]["replicas"] == 4
     assert env_of(sim)["DASK_SCHEDULER_ADDRESS"] == "tcp://release-pslmodels-ogusa-dask-scheduler:8786"
     assert container(sim)["resources"]["requests"] == {"cpu": "250m", "memory": "256M"}
     # The model's resources go to its Dask workers instead.
@@ -120,6 +122,12 @@ def test_node_size_becomes_node_affinity_on_sim_pods(sizes: list[str]) -> None:
     for component in ("model-io", "dask-scheduler"):
         for workload in chart.find("Deployment", component=component):
             assert "affinity" not in workload["spec"]["template"]["spec"]
+
+
+def test_dask_driver_replicas_can_be_raised() -> None:
+    chart = render_chart(values_with(model("a", "b", "dask", replicas=3, sim={"replicas": 2})))
+    assert chart.one("Deployment", component="model-sim")["spec"]["replicas"] == 2
+    assert chart.one("Deployment", component="dask-worker")["spec"]["replicas"] == 3
 
 
 def test_per_component_placement_and_resource_overrides() -> None:

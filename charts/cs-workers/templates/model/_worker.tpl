@@ -31,7 +31,8 @@ metadata:
   labels:
     {{- include "cs-workers.labels" $labelArgs | nindent 4 }}
 spec:
-  replicas: {{ ternary $settings.replicas $resolved.replicas $isIo }}
+  {{- /* A Dask model's `replicas` are its Dask workers; its sim driver is one pod unless sim.replicas says. */}}
+  replicas: {{ if $isIo }}{{ $settings.replicas }}{{ else if $resolved.isDask }}{{ $settings.replicas | default 1 }}{{ else }}{{ $resolved.replicas }}{{ end }}
   selector:
     matchLabels:
       {{- include "cs-workers.selectorLabels" $labelArgs | nindent 6 }}

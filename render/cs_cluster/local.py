@@ -1,0 +1,401 @@
+"""Local mode: the cluster a worker_config describes, as real processes on this machine.
+
+Nothing here restates what the chart renders. `helm template` renders the same values the cluster
+would get; each Deployment's container command and environment become a process (one per
+replica), with Kubernetes' own rules applied locally: secretKeyRef and envFrom read the rendered
+Secrets, `$(VAR)` expands in arguments, and Service addresses map to loopback ports. So a test
+that passes here ran the chart's processes, not a hand-written copy of them.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .cluster import Cluster, _deep_merge
+from .errors import ConfigError, ToolError
+from .render import parse_manifests
+
+LOCAL_TAG = "local"
+LOCAL_PROJECT = "local"
+_VARIABLE_REFERENCE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+# Processes inherit only these from our environment; the rest comes from the rendered manifests.
+_INHERITED_ENVIRONMENT = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "VIRTUAL_ENV")
+
+
+@dataclass
+class ProcessSpec:
+    """One process to start: what a pod's container would run."""
+
+    name: str
+    command: list[str]
+    environment: dict[str, str]
+    component: str
+    ready: Callable[[], bool] | None = None
+
+
+@dataclass
+class RunningProcess:
+    spec: ProcessSpec
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def port_is_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def expand_references(text: str, environment: dict[str, str]) -> str:
+    """Kubernetes' `$(VAR)` expansion in command arguments; unknown references stay as written."""
+    return _VARIABLE_REFERENCE.sub(lambda match: environment.get(match[1], match[0]), text)
+
+
+class LocalCluster:
+    """Start, watch and stop the processes of one worker_config on loopback."""
+
+    def __init__(
+        self,
+        config: str | Path,
+        *,
+        port: int = 5050,
+        comp_url: str | None = None,
+        comp_api_token: str | None = None,
+        state_dir: str | Path | None = None,
+        chart: str | Path | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.config_path = Path(config).resolve()
+        self.cluster = Cluster(self.config_path, tag=LOCAL_TAG, project=LOCAL_PROJECT, previous=None,
+                               values_file=Path(tempfile.gettempdir()) / "cs-local-unused.yaml", chart=chart,
+                               release="local")
+        self.gateway_port = port
+        self.comp_url = comp_url
+        self.comp_api_token = comp_api_token
+        self._owns_state_dir = state_dir is None
+        self.state_dir = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="cs-local-"))
+        self.log = log or (lambda message: print(message, file=sys.stderr, flush=True))
+        self.running: list[RunningProcess] = []
+        self.service_ports: dict[str, dict[int, int]] = {}
+        self.objects: list[dict[str, Any]] = []
+
+    # -- rendering into process specs ---------------------------------------------------------------
+    def _render(self) -> list[dict[str, Any]]:
+        split = self.cluster.split_values()
+        values = _deep_merge(split.values, split.secrets)
+        worker_secret = {key: value for key, value in (("COMP_URL", self.comp_url),
+                                                         ("COMP_API_TOKEN", self.comp_api_token)) if value}
+        if worker_secret:
+            values = _deep_merge(values, {"workerSecret": {"values": worker_secret}})
+        from . import helm
+
+        manifests = helm.template(values, release="local", chart=self.cluster.chart)
+        return parse_manifests(manifests)
+
+    def _find(self, kind: str, component: str | None = None) -> list[dict[str, Any]]:
+        found = []
+        for obj in self.objects:
+            labels = obj["metadata"].get("labels") or {}
+            if obj["kind"] == kind and (component is None or labels.get("app.kubernetes.io/component") == component):
+                found.append(obj)
+        return found
+
+    def _secret_data(self, name: str) -> dict[str, str] | None:
+        for secret in self._find("Secret"):
+            if secret["metadata"]["name"] == name:
+                return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+        return None
+
+    def _allocate_service_ports(self) -> None:
+        """Each Service port gets a loopback port; the gateway gets the one asked for."""
+        for service in self._find("Service"):
+            name = service["metadata"]["name"]
+            component = service["metadata"]["labels"].get("app.kubernetes.io/component")
+            ports = {}
+            for port in service["spec"]["ports"]:
+                ports[port["port"]] = self.gateway_port if component == "gateway" else free_port()
+            self.service_ports[name] = ports
+
+    def _map_address(self, value: str) -> str:
+        """Rewrite `tcp://service:port` and bare `service` to loopback, as cluster DNS would route them."""
+        for service, ports in self.service_ports.items():
+            for cluster_port, local_port in ports.items():
+                value = value.replace(f"{service}:{cluster_port}", f"127.0.0.1:{local_port}")
+        return "127.0.0.1" if value in self.service_ports else value
+
+    def _container_environment(self, container: dict[str, Any], pod_name: str) -> dict[str, str]:
+        environment: dict[str, str] = {}
+        for source in container.get("envFrom") or []:
+            reference = source.get("secretRef") or {}
+            data = self._secret_data(reference.get("name", ""))
+            if data is None and not reference.get("optional"):
+                raise ToolError(f"envFrom Secret {reference.get('name')} is not rendered and not optional")
+            environment.update(data or {})
+        for item in container.get("env") or []:
+            if "value" in item:
+                environment[item["name"]] = self._map_address(expand_references(str(item["value"]), environment))
+                continue
+            value_from = item.get("valueFrom") or {}
+            if "secretKeyRef" in value_from:
+                reference = value_from["secretKeyRef"]
+                data = self._secret_data(reference["name"]) or {}
+                if reference["key"] in data:
+                    environment[item["name"]] = data[reference["key"]]
+                elif not reference.get("optional"):
+                    raise ToolError(f"Secret {reference['name']} has no key {reference['key']}")
+            elif value_from.get("fieldRef", {}).get("fieldPath") == "metadata.name":
+                environment[item["name"]] = pod_name
+        return environment
+
+    def _model_code_path(self, labels: dict[str, str]) -> str | None:
+        slug = labels.get("compute.studio/model")
+        if not slug:
+            return None
+        model = next(m for m in self.cluster.models if m.slug == slug)
+        if not model.repo_url:
+            raise ConfigError("local mode needs repo_url: a directory with the model's cs-config/",
+                              path=str(self.config_path), model=model.name, field="repo_url")
+        directory = (self.config_path.parent / model.repo_url).resolve()
+        code = directory / "cs-config"
+        if not (code / "cs_config" / "functions.py").is_file():
+            raise ConfigError(f"{code}/cs_config/functions.py not found; local mode runs models from a local "
+                              "directory laid out as C/S models are", path=str(self.config_path), model=model.name,
+                              field="repo_url")
+        return str(code)
+
+    def _process_command(self, command: list[str], component: str, deployment: str, name: str) -> list[str]:
+        """Loopback-only adjustments: bind addresses and ports, and unique Celery node names."""
+        adjusted = list(command)
+        replacements: dict[str, str] = {}
+        if component == "gateway":
+            replacements["--bind"] = f"127.0.0.1:{self.gateway_port}"
+        elif component == "dask-scheduler":
+            ports = self.service_ports[deployment]
+            replacements["--port"] = str(ports[8786])
+            replacements["--dashboard-address"] = f"127.0.0.1:{ports[8787]}"
+            adjusted += ["--host", "127.0.0.1"]
+        elif component == "dask-worker":
+            replacements["--dashboard-address"] = "127.0.0.1:0"
+            adjusted += ["--host", "127.0.0.1"]
+        elif component in ("model-io", "model-sim"):
+            # In a cluster %h is the pod's own host name; here all share one host.
+            replacements["--hostname"] = f"{name}@%h"
+        for flag, value in replacements.items():
+            if flag in adjusted:
+                adjusted[adjusted.index(flag) + 1] = value
+        executable = Path(sys.executable).parent / adjusted[0]
+        if executable.exists():
+            adjusted[0] = str(executable)
+        return adjusted
+
+    def _redis_spec(self) -> ProcessSpec:
+        server = shutil.which("redis-server")
+        if not server:
+            raise ToolError("redis-server not found: run `bash ci/setup.sh` (or `apt-get install redis-server`)")
+        config_map = self._find("ConfigMap", "redis")[0]["data"]["redis.conf"]
+        deployment = self._find("Deployment", "redis")[0]
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        password = self._container_environment(container, "redis")["REDIS_PASSWORD"]
+        service = self._find("Service", "redis")[0]["metadata"]["name"]
+        port = next(iter(self.service_ports[service].values()))
+        data_dir = self.state_dir / "redis"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        auth = data_dir / "auth.conf"
+        descriptor = os.open(auth, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(f"requirepass {password}\n")
+        lines = []
+        for line in config_map.splitlines():
+            key = line.split(" ", 1)[0]
+            replacement = {"port": f"port {port}", "bind": "bind 127.0.0.1", "dir": f"dir {data_dir}",
+                           "include": f"include {auth}"}.get(key)
+            lines.append(replacement or line)
+        config_path = data_dir / "redis.conf"
+        config_path.write_text("\n".join(lines) + "\n")
+        return ProcessSpec("redis", [server, str(config_path)], {}, "redis", ready=lambda: port_is_open(port))
+
+    def process_specs(self) -> list[ProcessSpec]:
+        """Every process, in start order: Redis, Dask schedulers, Dask workers, Celery workers, gateway."""
+        self.objects = self._render()
+        self._allocate_service_ports()
+        routes_map = self._find("ConfigMap", "gateway")[0]
+        routes = json.loads(routes_map["data"]["routes.json"])
+        for entry in routes["models"].values():
+            if entry.get("daskSchedulerAddress"):
+                entry["daskSchedulerAddress"] = self._map_address(entry["daskSchedulerAddress"])
+        routes_path = self.state_dir / "routes" / "routes.json"
+        routes_path.parent.mkdir(parents=True, exist_ok=True)
+        routes_path.write_text(json.dumps(routes, indent=2))
+
+        specs = [self._redis_spec()]
+        order = ("dask-scheduler", "dask-worker", "model-io", "model-sim", "gateway")
+        for component in order:
+            for deployment in self._find("Deployment", component):
+                name = deployment["metadata"]["name"]
+                labels = deployment["metadata"]["labels"]
+                pod = deployment["spec"]["template"]["spec"]
+                container = pod["containers"][0]
+                code_path = self._model_code_path(labels)
+                for replica in range(int(deployment["spec"].get("replicas", 1))):
+                    pod_name = f"{name}-{replica}"
+                    environment = self._container_environment(container, pod_name)
+                    if component == "gateway":
+                        environment["CS_ROUTING_TABLE"] = str(routes_path)
+                    base = {key: os.environ[key] for key in _INHERITED_ENVIRONMENT if key in os.environ}
+                    if code_path:
+                        base["PYTHONPATH"] = code_path
+                    base["PYTHONUNBUFFERED"] = "1"
+                    full_environment = {**base, **environment}
+                    command = [expand_references(word, full_environment) for word in container["command"]]
+                    specs.append(ProcessSpec(pod_name, self._process_command(command, component, name, pod_name),
+                                             full_environment, component, ready=self._ready_check(component, name)))
+        return specs
+
+    def _ready_check(self, component: str, deployment: str) -> Callable[[], bool] | None:
+        if component == "dask-scheduler":
+            port = self.service_ports[deployment][8786]
+            return lambda: port_is_open(port)
+        if component == "gateway":
+            return self.gateway_answers
+        return None
+
+    def gateway_answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.gateway_port}/health", timeout=1) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    # -- running ----------------------------------------------------------------------------------
+    def start(self, timeout: float = 120) -> None:
+        """Start every process and wait until each that can say so is ready."""
+        if port_is_open(self.gateway_port):
+            raise ToolError(f"port {self.gateway_port} is already in use; pass --port")
+        specs = self.process_specs()
+        logs = self.state_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        try:
+            for number, spec in enumerate(specs, 1):
+                self.log(f"[{number}/{len(specs)}] starting {spec.name}")
+                log_path = logs / f"{spec.name}.log"
+                with open(log_path, "wb") as log_file:
+                    # A session of its own, so stop() can end the whole process group (Celery's
+                    # pool children, gunicorn's workers, Dask's nannies) and leave no orphans.
+                    process = subprocess.Popen(spec.command, env=spec.environment, stdout=log_file,
+                                               stderr=subprocess.STDOUT, start_new_session=True,
+                                               cwd=self.state_dir)
+                self.running.append(RunningProcess(spec, process, log_path))
+                if spec.ready:
+                    self._wait(spec, process, log_path, timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait(self, spec: ProcessSpec, process: subprocess.Popen[bytes], log_path: Path, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        assert spec.ready is not None
+        while not spec.ready():
+            if process.poll() is not None:
+                raise ToolError(f"{spec.name} exited with status {process.returncode}: {self.log_tail(log_path)}")
+            if time.monotonic() > deadline:
+                raise ToolError(f"{spec.name} was not ready after {timeout:.0f} s: {self.log_tail(log_path)}")
+            time.sleep(0.2)
+
+    @staticmethod
+    def log_tail(log_path: Path, lines: int = 5) -> str:
+        try:
+            return " | ".join(log_path.read_text(errors="replace").strip().splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def exited(self) -> list[RunningProcess]:
+        """Processes that stopped on their own."""
+        return [running for running in self.running if running.process.poll() is not None]
+
+    def stop(self, grace: float = 15) -> None:
+        """SIGTERM every process group (workers finish or requeue), then SIGKILL what is left."""
+        for running in reversed(self.running):
+            _signal_group(running.process, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for running in reversed(self.running):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                running.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        for running in self.running:
+            _signal_group(running.process, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                running.process.wait(timeout=5)
+        self.running = []
+        if self._owns_state_dir:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def __enter__(self) -> LocalCluster:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def _signal_group(process: subprocess.Popen[bytes], number: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, number)
+
+
+@dataclass
+class _StopRequest:
+    signal_number: signal.Signals | int | None = None
+    handlers: dict[signal.Signals, Any] = field(default_factory=dict)
+
+
+def run_foreground(cluster: LocalCluster) -> int:
+    """`cs-cluster local up`: start, say ready, run until SIGINT/SIGTERM or a process dies."""
+    request = _StopRequest()
+
+    def on_signal(number: int, _frame: object) -> None:
+        request.signal_number = number
+
+    for number in (signal.SIGINT, signal.SIGTERM):
+        request.handlers[number] = signal.signal(number, on_signal)
+    try:
+        cluster.start()
+        models = ", ".join(m.name for m in cluster.cluster.models)
+        print(f"ready: gateway on http://127.0.0.1:{cluster.gateway_port} serving {models} "
+              f"(logs in {cluster.state_dir / 'logs'})", flush=True)
+        while request.signal_number is None:
+            dead = cluster.exited()
+            if dead:
+                first = dead[0]
+                cluster.log(f"{first.spec.name} exited with status {first.process.returncode}: "
+                            f"{cluster.log_tail(first.log_path)}")
+                return 1
+            time.sleep(0.5)
+        cluster.log("stopping")
+        return 0
+    finally:
+        cluster.stop()
+        for number, handler in request.handlers.items():
+            signal.signal(number, handler)
