@@ -169,6 +169,17 @@ class LocalCluster:
                     raise ToolError(f"Secret {reference['name']} has no key {reference['key']}")
             elif value_from.get("fieldRef", {}).get("fieldPath") == "metadata.name":
                 environment[item["name"]] = pod_name
+        return self._map_host_port_pairs(container, environment)
+
+    def _map_host_port_pairs(self, container: dict[str, Any], environment: dict[str, str]) -> dict[str, str]:
+        """`X_HOST: <service>` with `X_PORT: <service port>` becomes the loopback port of that Service."""
+        plain = {item["name"]: str(item["value"]) for item in container.get("env") or [] if "value" in item}
+        for name, host in plain.items():
+            if not name.endswith("_HOST") or host not in self.service_ports:
+                continue
+            port_name = name[: -len("_HOST")] + "_PORT"
+            if port_name in plain and plain[port_name].isdigit():
+                environment[port_name] = str(self.service_ports[host][int(plain[port_name])])
         return environment
 
     def _model_code_path(self, labels: dict[str, str]) -> str | None:

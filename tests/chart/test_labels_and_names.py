@@ -47,7 +47,7 @@ def test_selectors_are_stable_distinct_and_match_their_pods(two_model_chart: Ren
         assert "helm.sh/chart" not in pod_labels and "app.kubernetes.io/version" not in pod_labels
         selectors.append(selector)
     # No selector may match another workload's pods.
-    for workload, selector in zip(workloads, selectors):
+    for workload, selector in zip(workloads, selectors, strict=False):
         for other in workloads:
             if other is not workload:
                 assert not selector.items() <= other["spec"]["template"]["metadata"]["labels"].items()

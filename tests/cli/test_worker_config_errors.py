@@ -39,9 +39,11 @@ CASES: list[tuple[str, Any, list[str]]] = [
      ["resources.requests.cpu", "above limits.cpu"]),
     ("limit below the default request", [seed(resources={"limits": {"cpu": "500m"}})],
      ["requests.cpu is above limits.cpu", "the chart's default"]),
-    ("unknown resources key", [seed(resources={"request": {"cpu": 1}})], ["resources.request", "did you mean 'requests'"]),
+    ("unknown resources key", [seed(resources={"request": {"cpu": 1}})],
+     ["resources.request", "did you mean 'requests'"]),
     ("duplicate model", [seed(), seed()], ["PSLmodels/OG-USA", "listed twice"]),
-    ("names collide after cleaning", [seed(), seed(title="OGUSA")], ["collides with PSLmodels/OG-USA", "pslmodels-ogusa"]),
+    ("names collide after cleaning", [seed(), seed(title="OGUSA")],
+     ["collides with PSLmodels/OG-USA", "pslmodels-ogusa"]),
     ("unknown key", [seed(replica=2)], ["field 'replica'", "did you mean 'replicas'"]),
     ("secrets not flat", [seed(secrets={"A": {"nested": 1}})], ["secrets.A", "flat"]),
     ("secrets not a map", [seed(secrets=["A"])], ["field 'secrets'", "mapping"]),
@@ -90,7 +92,7 @@ def test_missing_config_file(tmp_path: Path) -> None:
 def test_bad_options(tmp_path: Path, arguments: list[str], message: str) -> None:
     config = write_config(tmp_path, [seed()])
     options = {"--tag": "t1", "--project": "p"}
-    for flag, value in zip(arguments[::2], arguments[1::2]):
+    for flag, value in zip(arguments[::2], arguments[1::2], strict=False):
         options[flag] = value
     flat = [item for pair in options.items() for item in pair]
     result = cs_cluster("values", "--config", config, *flat, "-o", tmp_path / "v.yaml")

@@ -1,0 +1,178 @@
+"""End to end: `cs-cluster local up` on the example config, a stand-in webserver, real processes.
+
+The cluster starts once for the module (about 15 s on 2 cores): Redis, the gateway, both example
+models' Celery workers, and Dask-Pi's scheduler with two workers, all from the chart's render.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import EXAMPLE_CONFIG
+from runtime.support import RecordingWebserver, free_port
+
+from cs_cluster.local import LocalCluster, port_is_open
+
+pytestmark = pytest.mark.slow
+TOKEN = "local-mode-token-4411"
+
+
+def request(port: int, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as response:  # noqa: S310 - loopback only
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+@pytest.fixture(scope="module")
+def webserver() -> Iterator[RecordingWebserver]:
+    server = RecordingWebserver()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(webserver: RecordingWebserver) -> Iterator[LocalCluster]:
+    local = LocalCluster(EXAMPLE_CONFIG, port=free_port(), comp_url=webserver.url, comp_api_token=TOKEN,
+                         log=lambda message: None)
+    local.start()
+    yield local
+    local.stop()
+
+
+def test_inputs_and_version_answer_synchronously(cluster: LocalCluster) -> None:
+    status, body = request(cluster.gateway_port, "POST", "/cs-examples/Celery-Sum/inputs", {})
+    assert status == 200 and body["status"] == "SUCCESS", body
+    assert "sum" in json.dumps(body)
+    status, body = request(cluster.gateway_port, "POST", "/cs-examples/Dask-Pi/version", {})
+    assert status == 200 and body["status"] == "SUCCESS", body
+    assert "1.0.0" in json.dumps(body)
+
+
+def submit(cluster: LocalCluster, model: str, adjustment: dict[str, Any]) -> str:
+    status, body = request(cluster.gateway_port, "POST", f"/cs-examples/{model}/sim",
+                           {"meta_param_dict": {}, "adjustment": adjustment})
+    assert status == 200, body
+    assert set(body) >= {"job_id", "qlength"}
+    return str(body["job_id"])
+
+
+def test_celery_sim_is_pushed_to_the_webserver(cluster: LocalCluster, webserver: RecordingWebserver) -> None:
+    job_id = submit(cluster, "Celery-Sum", {"sum": {"a": 40, "b": 2}})
+    put = webserver.put_for(job_id, timeout=60)
+    assert put.path.rstrip("/") == "/outputs/api"
+    assert put.headers.get("Authorization") == f"Token {TOKEN}"
+    assert put.body["status"] == "SUCCESS", put.body
+    assert "42" in json.dumps(put.body["outputs"]["renderable"])
+    status, result = request(cluster.gateway_port, "GET", f"/cs-examples/Celery-Sum/get/{job_id}")
+    assert status == 200 and result["status"] == "SUCCESS"
+
+
+def test_dask_sim_runs_on_more_than_one_worker(cluster: LocalCluster, webserver: RecordingWebserver) -> None:
+    job_id = submit(cluster, "Dask-Pi", {"pi": {"n_chunks": 16, "samples_per_chunk": 20000}})
+    put = webserver.put_for(job_id, timeout=120)
+    assert put.body["status"] == "SUCCESS", put.body
+    chunks_csv = put.body["outputs"]["downloadable"][0]["data"]
+    workers = {line.split(",")[1] for line in chunks_csv.strip().splitlines()[1:]}
+    assert len(workers) >= 2, chunks_csv
+
+
+def test_a_failing_model_reports_fail_with_traceback(cluster: LocalCluster, webserver: RecordingWebserver) -> None:
+    job_id = submit(cluster, "Celery-Sum", {"sum": {"fail": True}})
+    put = webserver.put_for(job_id, timeout=60)
+    assert put.body["status"] == "FAIL"
+    assert "run_model failed on purpose" in put.body["traceback"]
+
+
+def test_parse_is_pushed_to_the_inputs_endpoint(cluster: LocalCluster, webserver: RecordingWebserver) -> None:
+    status, body = request(cluster.gateway_port, "POST", "/cs-examples/Celery-Sum/parse",
+                           {"meta_param_dict": {}, "adjustment": {"sum": {"a": "x"}}, "errors_warnings": {}})
+    assert status == 200, body
+    put = webserver.put_for(body["job_id"], timeout=60)
+    assert put.path.rstrip("/") == "/inputs/api"
+    assert put.body["status"] == "SUCCESS"
+    assert "a must be a number" in json.dumps(put.body)
+
+
+def test_unknown_model_is_404(cluster: LocalCluster) -> None:
+    status, body = request(cluster.gateway_port, "POST", "/nobody/Nothing/sim", {"meta_param_dict": {},
+                                                                                 "adjustment": {}})
+    assert status == 404 and "error" in body
+
+
+def test_every_process_shares_the_rendered_settings(cluster: LocalCluster) -> None:
+    """Local mode ran what the chart renders: same queues, same env names, one process per replica."""
+    names = [running.spec.name for running in cluster.running]
+    assert names.count("redis") == 1
+    assert len([n for n in names if "dask-worker" in n]) == 2
+    for running in cluster.running:
+        if running.spec.component in ("model-io", "model-sim"):
+            queue = running.spec.command[running.spec.command.index("--queues") + 1]
+            slug_key = running.spec.environment["OWNER"].replace("-", "").lower()
+            assert queue.startswith(slug_key)
+            assert running.spec.environment["COMP_API_TOKEN"] == TOKEN
+
+
+def test_cli_up_says_ready_and_stops_clean_on_sigterm(tmp_path: Path) -> None:
+    """The CLI in the foreground: a `ready` line, then SIGTERM ends every process and port."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "cs_cluster", "local", "up", "--config", str(EXAMPLE_CONFIG),
+                                "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert "ready" in line, line + (process.stderr.read() if process.poll() is not None else "")
+        children = _descendants(process.pid)
+        assert len(children) >= 10
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    time.sleep(0.5)
+    alive = [pid for pid in children if _alive(pid)]
+    assert alive == [], alive
+    assert not port_is_open(port)
+
+
+def _descendants(root: int) -> list[int]:
+    """Every process below `root`, whatever session it started (from /proc, no psutil needed)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = [], [root]
+    while frontier:
+        current = frontier.pop()
+        children = [pid for pid, parent in parents.items() if parent == current]
+        found += children
+        frontier += children
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
