@@ -25,7 +25,7 @@ def _cluster_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--previous", type=Path, help="the values file to keep other models' tags from")
     parser.add_argument("--chart", type=Path, help="the chart directory (default: the repository's)")
     parser.add_argument("--release", default="cs-workers", help="the Helm release name")
-    parser.add_argument("--namespace", default="default", help="the Kubernetes namespace")
+    parser.add_argument("--namespace", default="cs-workers", help="the Kubernetes namespace (default cs-workers)")
 
 
 def _make_cluster(

@@ -62,7 +62,7 @@ class Cluster:
         secrets_file: str | Path | None = None,
         chart: str | Path | None = None,
         release: str = "cs-workers",
-        namespace: str = "default",
+        namespace: str = "cs-workers",
         helm_binary: str | None = None,
     ) -> None:
         self.config_path = Path(config)

@@ -87,7 +87,7 @@ def values_file(values: dict[str, Any] | None) -> Iterator[list[str]]:
 
 
 def template(values: dict[str, Any] | None = None, *, values_files: Sequence[str | Path] = (),
-             release: str = "cs-workers", namespace: str = "default", chart: str | Path | None = None,
+             release: str = "cs-workers", namespace: str = "cs-workers", chart: str | Path | None = None,
              show_only: Sequence[str] = (), kube_version: str | None = None, helm: str | None = None,
              extra: Sequence[str] = ()) -> str:
     """`helm template` the chart with these values and return the manifests."""

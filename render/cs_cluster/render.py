@@ -117,7 +117,7 @@ def render_chart(
     show_only: Sequence[str] = (),
     kubernetes_versions: Sequence[str] = DEFAULT_KUBERNETES_VERSIONS,
     release: str = "release",
-    namespace: str = "default",
+    namespace: str = "cs-workers",
     chart: str | Path | None = None,
     helm_binary: str | None = None,
     validate: bool = True,

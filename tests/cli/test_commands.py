@@ -18,7 +18,8 @@ def test_template_prints_valid_manifests_for_the_example() -> None:
     objects = parse_manifests(result.stdout)
     assert "all valid for Kubernetes 1.33, 1.37" in result.stderr
     kinds = sorted({o["kind"] for o in objects})
-    assert kinds == ["ConfigMap", "Deployment", "PersistentVolumeClaim", "Secret", "Service"]
+    assert kinds == ["ConfigMap", "Deployment", "NetworkPolicy", "PersistentVolumeClaim", "PodDisruptionBudget",
+                     "Secret", "Service", "ServiceAccount"]
     assert len([o for o in objects if o["kind"] == "Deployment"]) == 2 + 2 + 2 + 2
 
 

@@ -10,6 +10,10 @@ check-values.yaml (so `helm template` checks too) and NOTES.txt.
 {{- fail (printf "models.%s.%s is a worker_config key; in values it is %s. `cs-cluster values --config worker_config.yaml` converts a whole worker_config." $slug $old $new) }}
 {{- end }}
 {{- end }}
+{{- $limit := $model.simTimeLimit | default $.Values.modelDefaults.simTimeLimit }}
+{{- if le (int $.Values.celery.visibilityTimeout) (int $limit) }}
+{{- fail (printf "models.%s: simTimeLimit %v is not below celery.visibilityTimeout %v; Redis would hand the running sim to a second worker. Raise celery.visibilityTimeout." $slug $limit $.Values.celery.visibilityTimeout) }}
+{{- end }}
 {{- $expected := printf "%s-%s" (include "cs-workers.clean" $model.owner) (include "cs-workers.clean" $model.title) }}
 {{- if ne $expected $slug }}
 {{- fail (printf "models.%s: the key must be the model's slug %q (clean(owner)-clean(title)), so that its queues and names match what the gateway computes" $slug $expected) }}

@@ -24,6 +24,9 @@ them unique and stable across renders.
 {{- .Values.redis.auth.existingSecret | default (include "cs-workers.objectName" (list . "redis")) -}}
 {{- end -}}
 {{- define "cs-workers.gateway.fullname" -}}{{ include "cs-workers.objectName" (list . "gateway") }}{{- end -}}
+{{- define "cs-workers.gateway.tokenSecretName" -}}
+{{- .Values.gateway.auth.existingSecret | default (include "cs-workers.objectName" (list . "gateway-token")) -}}
+{{- end -}}
 {{- define "cs-workers.gateway.routesName" -}}{{ include "cs-workers.objectName" (list . "gateway-routes") }}{{- end -}}
 {{- define "cs-workers.workerSecret.chartName" -}}{{ include "cs-workers.objectName" (list . "worker-secret") }}{{- end -}}
 {{- define "cs-workers.workerSecret.name" -}}
@@ -162,10 +165,18 @@ dask/helm-chart.
 {{- max $threads 1 -}}
 {{- end -}}
 
-{{/* Pod-level placement and pull secrets; takes a component's settings and $. */}}
-{{- define "cs-workers.placement" -}}
-{{- $settings := index . 0 -}}
-{{- $root := index . 1 -}}
+{{/*
+cs-workers.podSpec (dict "root" $ "settings" $componentSettings "component" "..."): what every pod
+spec shares: its component's ServiceAccount (no API token: nothing here calls the API), the
+security context, pull secrets and placement.
+*/}}
+{{- define "cs-workers.podSpec" -}}
+{{- $root := .root -}}
+{{- $settings := .settings -}}
+serviceAccountName: {{ include "cs-workers.serviceAccountName" (list $root .component) }}
+automountServiceAccountToken: false
+securityContext:
+  {{- mustMergeOverwrite (deepCopy $root.Values.podSecurityContext) (deepCopy ($settings.podSecurityContext | default dict)) | toYaml | nindent 2 }}
 {{- with $root.Values.imagePullSecrets }}
 imagePullSecrets:
   {{- toYaml . | nindent 2 }}
@@ -184,6 +195,38 @@ tolerations:
 {{- end }}
 {{- end -}}
 
+{{/* cs-workers.containerSecurityContext (dict "root" $ "settings" $componentSettings) */}}
+{{- define "cs-workers.containerSecurityContext" -}}
+{{- mustMergeOverwrite (deepCopy .root.Values.containerSecurityContext) (deepCopy (.settings.containerSecurityContext | default dict)) | toYaml -}}
+{{- end -}}
+
+{{/* cs-workers.serviceAccountName (list $ "component"): one ServiceAccount per component. */}}
+{{- define "cs-workers.serviceAccountName" -}}
+{{- include "cs-workers.objectName" (list (index . 0) (index . 1)) -}}
+{{- end -}}
+
+{{/* cs-workers.serviceAccount (list $ "component"): the ServiceAccount object. */}}
+{{- define "cs-workers.serviceAccount" -}}
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: {{ include "cs-workers.serviceAccountName" . }}
+  namespace: {{ (index . 0).Release.Namespace }}
+  labels:
+    {{- include "cs-workers.labels" (dict "root" (index . 0) "component" (index . 1)) | nindent 4 }}
+automountServiceAccountToken: false
+{{- end -}}
+
+{{/* A writable /tmp on a read-only root filesystem. */}}
+{{- define "cs-workers.tmpVolumeMount" -}}
+- name: tmp
+  mountPath: /tmp
+{{- end -}}
+{{- define "cs-workers.tmpVolume" -}}
+- name: tmp
+  emptyDir: {}
+{{- end -}}
+
 {{/* The Redis connection, as the runtime reads it (docs/runtime-contract.md). */}}
 {{- define "cs-workers.redisEnv" -}}
 - name: REDIS_HOST
@@ -197,6 +240,8 @@ tolerations:
     secretKeyRef:
       name: {{ include "cs-workers.redis.secretName" . }}
       key: {{ .Values.redis.auth.passwordKey }}
+- name: CELERY_VISIBILITY_TIMEOUT
+  value: {{ .Values.celery.visibilityTimeout | quote }}
 {{- end -}}
 
 {{/*
@@ -215,4 +260,66 @@ upgrade from a values file without secrets never wipes them.
 {{- toYaml $existing.data -}}
 {{- end -}}
 {{- end -}}
+{{- end -}}
+
+{{/*
+cs-workers.generatedSecretValue (dict "root" $ "name" $secretName "key" $key "length" N): the
+base64 value already in the cluster's Secret, or a new random one. Generated once, then kept on
+every upgrade (helm template, which cannot look, makes a new one each time).
+*/}}
+{{- define "cs-workers.generatedSecretValue" -}}
+{{- $existing := lookup "v1" "Secret" .root.Release.Namespace .name -}}
+{{- if and $existing $existing.data (index $existing.data .key) -}}
+{{- index $existing.data .key -}}
+{{- else -}}
+{{- randAlphaNum .length | b64enc -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+NetworkPolicy pieces. cs-workers.networkPolicy.peer (dict "root" $ "components" (list ...) "slug" $slug):
+a podSelector for this release's pods of those components (and of that model, when given).
+*/}}
+{{- define "cs-workers.networkPolicy.peer" -}}
+podSelector:
+  matchLabels:
+    app.kubernetes.io/name: {{ .root.Chart.Name }}
+    app.kubernetes.io/instance: {{ .root.Release.Name }}
+    {{- with .slug }}
+    compute.studio/model: {{ . }}
+    {{- end }}
+  matchExpressions:
+    - key: app.kubernetes.io/component
+      operator: In
+      values:
+        {{- toYaml .components | nindent 8 }}
+{{- end -}}
+
+{{/* Egress to DNS, on every policy that limits egress, so that names keep resolving. */}}
+{{- define "cs-workers.networkPolicy.dnsEgress" -}}
+- ports:
+    {{- range .Values.networkPolicy.dnsPorts }}
+    - {port: {{ . }}, protocol: UDP}
+    - {port: {{ . }}, protocol: TCP}
+    {{- end }}
+{{- end -}}
+
+{{/* Egress to Redis. */}}
+{{- define "cs-workers.networkPolicy.redisEgress" -}}
+- to:
+    - {{- include "cs-workers.networkPolicy.peer" (dict "root" . "components" (list "redis")) | nindent 6 }}
+  ports:
+    - {port: {{ .Values.redis.port }}, protocol: TCP}
+{{- end -}}
+
+{{/* Egress to the webserver and buckets outside the cluster. */}}
+{{- define "cs-workers.networkPolicy.webserverEgress" -}}
+- ports:
+    {{- range .Values.networkPolicy.webserverEgress.ports }}
+    - {port: {{ . }}, protocol: TCP}
+    {{- end }}
+  {{- with .Values.networkPolicy.webserverEgress.to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
 {{- end -}}

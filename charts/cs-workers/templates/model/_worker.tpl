@@ -28,6 +28,7 @@ apiVersion: apps/v1
 kind: Deployment
 metadata:
   name: {{ ternary (include "cs-workers.model.ioName" $nameArgs) (include "cs-workers.model.simName" $nameArgs) $isIo }}
+  namespace: {{ $root.Release.Namespace }}
   labels:
     {{- include "cs-workers.labels" $labelArgs | nindent 4 }}
 spec:
@@ -41,7 +42,9 @@ spec:
       labels:
         {{- include "cs-workers.podLabels" $labelArgs | nindent 8 }}
     spec:
-      {{- with include "cs-workers.placement" (list $settings $root) }}{{ . | nindent 6 }}{{ end }}
+      {{- include "cs-workers.podSpec" (dict "root" $root "settings" $settings "component" (printf "model-%s" .role)) | nindent 6 }}
+      {{- /* Celery's warm shutdown finishes the running task on SIGTERM: give a sim the time it may take. */}}
+      terminationGracePeriodSeconds: {{ ternary 60 (min (add $resolved.simTimeLimit 60) $root.Values.modelDefaults.maxSimGracePeriodSeconds) $isIo }}
       containers:
         - name: worker
           image: {{ $resolved.image }}
@@ -76,6 +79,8 @@ spec:
               value: {{ $resolved.simTimeLimit | quote }}
             - name: INPUTS_TIME_LIMIT
               value: {{ $resolved.inputsTimeLimit | quote }}
+            - name: CS_HEARTBEAT_FILE
+              value: /tmp/cs-worker-heartbeat
             {{- if $resolved.isDask }}
             - name: DASK_SCHEDULER_ADDRESS
               value: {{ include "cs-workers.dask.schedulerAddress" $nameArgs | quote }}
@@ -91,8 +96,25 @@ spec:
             {{- end }}
           envFrom:
             {{- include "cs-workers.model.secretEnvFrom" . | nindent 12 }}
+          {{- /*
+          The worker touches its heartbeat file from Celery's own timer; the probe reads the file's
+          age, so probing never puts load on the broker (unlike `celery inspect ping`).
+          */}}
+          {{- $probe := dict "exec" (dict "command" (list "python" "-m" "cs_runtime.health" "--max-age" "120")) }}
+          startupProbe:
+            {{- toYaml (merge (dict "periodSeconds" 5 "failureThreshold" 60) $probe) | nindent 12 }}
+          readinessProbe:
+            {{- toYaml (merge (dict "periodSeconds" 30 "timeoutSeconds" 10) $probe) | nindent 12 }}
+          livenessProbe:
+            {{- toYaml (merge (dict "periodSeconds" 30 "timeoutSeconds" 10 "failureThreshold" 4) $probe) | nindent 12 }}
           {{- with $settings.resources }}
           resources:
             {{- toYaml . | nindent 12 }}
           {{- end }}
+          securityContext:
+            {{- include "cs-workers.containerSecurityContext" (dict "root" $root "settings" $settings) | nindent 12 }}
+          volumeMounts:
+            {{- include "cs-workers.tmpVolumeMount" . | nindent 12 }}
+      volumes:
+        {{- include "cs-workers.tmpVolume" . | nindent 8 }}
 {{- end -}}
