@@ -1,9 +1,16 @@
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
 from helpers import EXAMPLE_CONFIG
 
 from cs_cluster import Cluster, RenderedChart
+
+# Every render of the session (CLI subprocesses included) is kept here, and
+# tests/security/test_every_render.py scans them all with checkov and the restricted standard.
+os.environ.setdefault("CS_RECORD_RENDERS_DIR", tempfile.mkdtemp(prefix="cs-renders-"))
 
 
 @pytest.fixture(scope="session")

@@ -102,4 +102,17 @@ def template(values: dict[str, Any] | None = None, *, values_files: Sequence[str
         if kube_version:
             arguments += ["--kube-version", kube_version]
         arguments += list(extra)
-        return run_helm(arguments, helm=helm).stdout
+        manifests = run_helm(arguments, helm=helm).stdout
+    _record(manifests)
+    return manifests
+
+
+def _record(manifests: str) -> None:
+    """With CS_RECORD_RENDERS_DIR set, keep a copy of every render, e.g. to scan them all in CI."""
+    directory = os.environ.get("CS_RECORD_RENDERS_DIR")
+    if not directory:
+        return
+    os.makedirs(directory, exist_ok=True)
+    fd, _ = tempfile.mkstemp(prefix="render-", suffix=".yaml", dir=directory)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(manifests)
