@@ -99,7 +99,7 @@ def command_local_up(args: argparse.Namespace) -> int:
     from .local import LocalCluster, run_foreground
 
     cluster = LocalCluster(args.config, port=args.port, comp_url=args.comp_url,
-                           comp_api_token=args.comp_api_token, chart=args.chart)
+                           comp_api_token=args.comp_api_token, gateway_token=args.gateway_token, chart=args.chart)
     return run_foreground(cluster)
 
 
@@ -144,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=5050, help="the gateway's port (default 5050)")
     up.add_argument("--comp-url", help="the webserver results are PUT to (COMP_URL)")
     up.add_argument("--comp-api-token", help="the webserver's API token (COMP_API_TOKEN)")
+    up.add_argument("--gateway-token", help="the bearer token the gateway requires (default: a generated one)")
     up.add_argument("--chart", type=Path, help="the chart directory (default: the repository's)")
     up.set_defaults(handler=command_local_up)
 

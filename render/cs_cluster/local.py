@@ -85,6 +85,7 @@ class LocalCluster:
         port: int = 5050,
         comp_url: str | None = None,
         comp_api_token: str | None = None,
+        gateway_token: str | None = None,
         state_dir: str | Path | None = None,
         chart: str | Path | None = None,
         log: Callable[[str], None] | None = None,
@@ -96,6 +97,8 @@ class LocalCluster:
         self.gateway_port = port
         self.comp_url = comp_url
         self.comp_api_token = comp_api_token
+        self.requested_gateway_token = gateway_token
+        self.gateway_token: str | None = None
         self._owns_state_dir = state_dir is None
         self.state_dir = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="cs-local-"))
         self.log = log or (lambda message: print(message, file=sys.stderr, flush=True))
@@ -111,6 +114,8 @@ class LocalCluster:
                                                          ("COMP_API_TOKEN", self.comp_api_token)) if value}
         if worker_secret:
             values = _deep_merge(values, {"workerSecret": {"values": worker_secret}})
+        if self.requested_gateway_token:
+            values = _deep_merge(values, {"gateway": {"auth": {"token": self.requested_gateway_token}}})
         from . import helm
 
         manifests = helm.template(values, release="local", chart=self.cluster.chart)
@@ -276,6 +281,7 @@ class LocalCluster:
                     environment = self._container_environment(container, pod_name)
                     if component == "gateway":
                         environment["CS_ROUTING_TABLE"] = str(routes_path)
+                        self.gateway_token = environment.get("CS_GATEWAY_TOKEN")
                     base = {key: os.environ[key] for key in _INHERITED_ENVIRONMENT if key in os.environ}
                     if code_path:
                         base["PYTHONPATH"] = code_path
@@ -394,8 +400,16 @@ def run_foreground(cluster: LocalCluster) -> int:
     try:
         cluster.start()
         models = ", ".join(m.name for m in cluster.cluster.models)
+        token_note = ""
+        if cluster.gateway_token and not cluster.requested_gateway_token:
+            # Never print the token itself: a private file says it instead.
+            token_file = cluster.state_dir / "gateway-token"
+            descriptor = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(cluster.gateway_token + "\n")
+            token_note = f"; send 'Authorization: Bearer <token>', the token is in {token_file}"
         print(f"ready: gateway on http://127.0.0.1:{cluster.gateway_port} serving {models} "
-              f"(logs in {cluster.state_dir / 'logs'})", flush=True)
+              f"(logs in {cluster.state_dir / 'logs'}{token_note})", flush=True)
         while request.signal_number is None:
             dead = cluster.exited()
             if dead:

@@ -26,12 +26,13 @@ from cs_cluster.local import LocalCluster, port_is_open
 
 pytestmark = pytest.mark.slow
 TOKEN = "local-mode-token-4411"
+GATEWAY_TOKEN = "gateway-token-5522"
 
 
-def request(port: int, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+def request(port: int, method: str, path: str, body: Any = None, token: str = GATEWAY_TOKEN) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
+                                 headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
     try:
         with urllib.request.urlopen(req, timeout=30) as response:  # noqa: S310 - loopback only
             return response.status, json.loads(response.read() or b"null")
@@ -50,7 +51,7 @@ def webserver() -> Iterator[RecordingWebserver]:
 @pytest.fixture(scope="module")
 def cluster(webserver: RecordingWebserver) -> Iterator[LocalCluster]:
     local = LocalCluster(EXAMPLE_CONFIG, port=free_port(), comp_url=webserver.url, comp_api_token=TOKEN,
-                         log=lambda message: None)
+                         gateway_token=GATEWAY_TOKEN, log=lambda message: None)
     local.start()
     yield local
     local.stop()
@@ -80,7 +81,12 @@ def test_celery_sim_is_pushed_to_the_webserver(cluster: LocalCluster, webserver:
     assert put.headers.get("Authorization") == f"Token {TOKEN}"
     assert put.body["status"] == "SUCCESS", put.body
     assert "42" in json.dumps(put.body["outputs"]["renderable"])
-    status, result = request(cluster.gateway_port, "GET", f"/cs-examples/Celery-Sum/get/{job_id}")
+    # The worker stores the result as the task returns, just after the PUT: poll briefly.
+    deadline = time.monotonic() + 10
+    while (answer := request(cluster.gateway_port, "GET", f"/cs-examples/Celery-Sum/get/{job_id}"))[0] == 202:
+        assert time.monotonic() < deadline, "the result never became retrievable"
+        time.sleep(0.1)
+    status, result = answer
     assert status == 200 and result["status"] == "SUCCESS"
 
 
@@ -108,6 +114,11 @@ def test_parse_is_pushed_to_the_inputs_endpoint(cluster: LocalCluster, webserver
     assert put.path.rstrip("/") == "/inputs/api"
     assert put.body["status"] == "SUCCESS"
     assert "a must be a number" in json.dumps(put.body)
+
+
+def test_the_gateway_wants_its_token(cluster: LocalCluster) -> None:
+    status, _ = request(cluster.gateway_port, "POST", "/cs-examples/Celery-Sum/version", {}, token="wrong")
+    assert status == 401
 
 
 def test_unknown_model_is_404(cluster: LocalCluster) -> None:
@@ -138,6 +149,13 @@ def test_cli_up_says_ready_and_stops_clean_on_sigterm(tmp_path: Path) -> None:
         assert process.stdout is not None
         line = process.stdout.readline()
         assert "ready" in line, line + (process.stderr.read() if process.poll() is not None else "")
+        # The generated token is not printed, but kept in a private file the line names.
+        token_file = Path(line.rsplit(" ", 1)[1].rstrip(")\n"))
+        assert oct(token_file.stat().st_mode & 0o777) == "0o600"
+        token = token_file.read_text().strip()
+        assert token and token not in line
+        assert request(port, "GET", "/health")[0] == 200
+        assert request(port, "POST", "/cs-examples/Celery-Sum/version", {}, token=token)[0] == 200
         children = _descendants(process.pid)
         assert len(children) >= 10
         process.send_signal(signal.SIGTERM)
