@@ -92,7 +92,12 @@ class RedisServer:
 
     def env(self) -> dict[str, str]:
         """The REDIS_* variables the chart sets."""
-        return {"REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(self.port), "REDIS_DB": "0", "REDIS_PASSWORD": REDIS_PASSWORD}
+        return {
+            "REDIS_HOST": "127.0.0.1",
+            "REDIS_PORT": str(self.port),
+            "REDIS_DB": "0",
+            "REDIS_PASSWORD": REDIS_PASSWORD,
+        }
 
     @property
     def url(self) -> str:

@@ -24,6 +24,7 @@ from .support import (
     RedisServer,
     WorkerProcess,
     start_worker,
+    wait_until,
     worker_env,
 )
 
@@ -52,15 +53,27 @@ def dask_pi_on_path() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def dask_models(
-    dask_pi_on_path: None, redis_server: RedisServer, webserver: RecordingWebserver, tmp_path_factory: pytest.TempPathFactory
+    dask_pi_on_path: None,
+    redis_server: RedisServer,
+    webserver: RecordingWebserver,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[dict[str, DaskModel]]:
     """Two Dask-Pi deployments: two single-thread workers, and one single-thread worker.
 
     Each has its own driver because DASK_SCHEDULER_ADDRESS is per process; the second
     listens on a queue of its own name, a second copy of the model's sim queue."""
     log_dir = tmp_path_factory.mktemp("dask-pi-workers")
-    options: dict[str, Any] = {"processes": True, "threads_per_worker": 1, "host": "127.0.0.1", "dashboard_address": ":0", "silence_logs": logging.ERROR}
-    clusters = {"two": LocalCluster(n_workers=2, **options), "one": LocalCluster(n_workers=1, **options)}
+    options: dict[str, Any] = {
+        "processes": True,
+        "threads_per_worker": 1,
+        "host": "127.0.0.1",
+        "dashboard_address": ":0",
+        "silence_logs": logging.ERROR,
+    }
+    clusters = {
+        "two": LocalCluster(n_workers=2, **options),  # type: ignore[no-untyped-call]
+        "one": LocalCluster(n_workers=1, **options),  # type: ignore[no-untyped-call]
+    }
     models: dict[str, DaskModel] = {}
     try:
         for label, cluster in clusters.items():
@@ -136,8 +149,14 @@ def test_model_error_on_the_cluster_is_a_fail_envelope(dask_models: dict[str, Da
 def test_cluster_is_left_clean(dask_models: dict[str, DaskModel]) -> None:
     """The driver keeps no futures after a sim (no fire_and_forget leftovers either)."""
     for model in dask_models.values():
-        assert model.cluster.scheduler is not None
-        assert not model.cluster.scheduler.tasks, list(model.cluster.scheduler.tasks)
+        scheduler = model.cluster.scheduler
+        assert scheduler is not None
+
+        def empty(scheduler: Any = scheduler) -> bool:
+            return not scheduler.tasks
+
+        # Releases travel asynchronously from the clients to the scheduler.
+        wait_until(empty, 10, f"an empty scheduler, not {list(scheduler.tasks)}")
 
 
 def test_dask_pi_io_worker_needs_no_scheduler(redis_server: RedisServer, tmp_path: Path, client: Any) -> None:

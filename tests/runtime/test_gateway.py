@@ -15,6 +15,9 @@ from typing import Any
 import pytest
 import requests
 from flask.testing import FlaskClient
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from cs_runtime.gateway import create_app
 from cs_runtime.names import ModelNames
@@ -34,7 +37,9 @@ MakeGateway = Callable[..., FlaskClient]
 
 @pytest.fixture
 def routes_path(tmp_path: Path) -> Path:
-    return write_routes(tmp_path / "routes.json", route_entry(CELERY_SUM, sim_time_limit=3), route_entry(IDLE, inputs_time_limit=1))
+    return write_routes(
+        tmp_path / "routes.json", route_entry(CELERY_SUM, sim_time_limit=3), route_entry(IDLE, inputs_time_limit=1)
+    )
 
 
 @pytest.fixture
@@ -77,7 +82,9 @@ def test_inputs_and_version_wait_for_the_io_worker(gateway: FlaskClient, celery_
     envelope = response.get_json()
     assert envelope["status"] == "SUCCESS"
     assert envelope["meta_parameters"]["precision"]["value"] == [{"value": 5}]
-    assert gateway.post(f"{CELERY_SUM_URL}/inputs").get_json()["meta_parameters"]["precision"]["value"] == [{"value": 2}]
+    assert gateway.post(f"{CELERY_SUM_URL}/inputs").get_json()["meta_parameters"]["precision"]["value"] == [
+        {"value": 2}
+    ]
     version = gateway.post(f"{CELERY_SUM_URL}/version").get_json()
     assert (version["status"], version["version"]) == ("SUCCESS", "1.0.0")
 
@@ -86,7 +93,11 @@ def test_inputs_and_version_wait_for_the_io_worker(gateway: FlaskClient, celery_
 def test_parse_enqueues_and_the_result_can_be_fetched(
     gateway: FlaskClient, celery_sum_workers: ModelWorkers, webserver: RecordingWebserver
 ) -> None:
-    body = {"meta_param_dict": {}, "adjustment": {"sum": {"b": "two"}}, "errors_warnings": {"API": {"errors": {}, "warnings": {}}}}
+    body = {
+        "meta_param_dict": {},
+        "adjustment": {"sum": {"b": "two"}},
+        "errors_warnings": {"API": {"errors": {}, "warnings": {}}},
+    }
     answer = gateway.post(f"{CELERY_SUM_URL}/parse/", json=body).get_json()
     assert set(answer) == {"job_id", "qlength"} and isinstance(answer["qlength"], int)
     job_id = answer["job_id"]
@@ -94,14 +105,20 @@ def test_parse_enqueues_and_the_result_can_be_fetched(
     envelope = wait_for_result(gateway, CELERY_SUM_URL, job_id)
     assert envelope["job_id"] == job_id and envelope["status"] == "SUCCESS"
     assert envelope["errors_warnings"]["sum"]["errors"] == {"b": ["b must be a number, got 'two'"]}
-    assert gateway.get(f"{CELERY_SUM_URL}/query/{job_id}").get_json() == {"job_id": job_id, "ready": True, "status": "SUCCESS"}
+    assert gateway.get(f"{CELERY_SUM_URL}/query/{job_id}").get_json() == {
+        "job_id": job_id,
+        "ready": True,
+        "status": "SUCCESS",
+    }
     assert webserver.put_for(job_id).body == envelope
 
 
 @pytest.mark.slow
 def test_sim_success_and_failure_through_the_gateway(gateway: FlaskClient, celery_sum_workers: ModelWorkers) -> None:
     ok = gateway.post(f"{CELERY_SUM_URL}/sim", json={"meta_param_dict": {}, "adjustment": {"sum": {"a": 1}}}).get_json()
-    failed = gateway.post(f"{CELERY_SUM_URL}/sim/", json={"meta_param_dict": {}, "adjustment": {"sum": {"fail": True}}}).get_json()
+    failed = gateway.post(
+        f"{CELERY_SUM_URL}/sim/", json={"meta_param_dict": {}, "adjustment": {"sum": {"fail": True}}}
+    ).get_json()
     envelope = wait_for_result(gateway, CELERY_SUM_URL, ok["job_id"])
     assert envelope["status"] == "SUCCESS" and envelope["model_version"] == "1.0.0"
     assert envelope["outputs"]["downloadable"][0]["data"] == "a,b,sum\n1,2.0,3.0\n"
@@ -111,7 +128,7 @@ def test_sim_success_and_failure_through_the_gateway(gateway: FlaskClient, celer
 
 
 def test_pending_jobs_answer_202_and_count_in_qlength(gateway: FlaskClient) -> None:
-    body = {"meta_param_dict": {}, "adjustment": {}}
+    body: dict[str, Any] = {"meta_param_dict": {}, "adjustment": {}}
     first = gateway.post(f"{IDLE_URL}/sim", json=body).get_json()
     second = gateway.post(f"{IDLE_URL}/sim", json=body).get_json()
     assert (first["qlength"], second["qlength"]) == (1, 2)
@@ -187,7 +204,12 @@ def test_body_over_the_limit_is_413_json(make_gateway: MakeGateway) -> None:
 def test_token_is_required_when_configured(make_gateway: MakeGateway) -> None:
     gateway = make_gateway(token=TOKEN)
     url = f"{IDLE_URL}/query/{uuid.uuid4()}"
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Token {TOKEN}"}, {"Authorization": TOKEN}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": f"Token {TOKEN}"},
+        {"Authorization": TOKEN},
+    ):
         response = gateway.get(url, headers=headers)
         assert response.status_code == 401, headers
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
@@ -226,7 +248,10 @@ def test_redis_down_is_503(make_gateway: MakeGateway) -> None:
 
 
 def test_the_gateway_never_imports_dask() -> None:
-    code = "import sys, cs_runtime.gateway; print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))"
+    code = (
+        "import sys, cs_runtime.gateway\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.strip() == "[]"
 
@@ -263,3 +288,20 @@ def test_gunicorn_runs_the_gateway_with_the_charts_command(
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    max_leaves=20,
+)
+bodies = st.binary(max_size=200) | json_values.map(lambda value: json.dumps(value).encode())
+
+
+@hypothesis_settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(route=st.sampled_from(["/sim", "/parse/"]), body=bodies)
+def test_no_body_makes_the_gateway_answer_500(gateway: FlaskClient, route: str, body: bytes) -> None:
+    """Whatever a client sends, the answer is a JSON object and never a server error."""
+    response = gateway.post(IDLE_URL + route, data=body, content_type="application/json")
+    assert response.status_code in (200, 400), response.get_json()
+    assert isinstance(response.get_json(), dict)

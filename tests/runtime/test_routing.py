@@ -112,5 +112,5 @@ def test_a_broken_update_keeps_the_last_good_table(tmp_path: Path, caplog: pytes
 
 def test_no_table_at_all_is_an_error_naming_the_file(tmp_path: Path) -> None:
     table = RoutingTable(tmp_path / "missing.json")
-    with pytest.raises(RoutingTableError, match="missing.json"):
+    with pytest.raises(RoutingTableError, match=r"missing\.json"):
         table.routes()

@@ -58,7 +58,9 @@ def test_secrets_stay_out_of_repr() -> None:
     text = repr(WorkerSettings.from_env(WORKER_ENV))
     assert "secret-token" not in text
     assert "p@ss" not in text and "p%40ss" not in text
-    gateway = GatewaySettings.from_env({"REDIS_HOST": "r", "REDIS_PASSWORD": "pw1234", "CS_ROUTING_TABLE": "/r.json", "CS_GATEWAY_TOKEN": "gw-token"})
+    gateway = GatewaySettings.from_env(
+        {"REDIS_HOST": "r", "REDIS_PASSWORD": "pw1234", "CS_ROUTING_TABLE": "/r.json", "CS_GATEWAY_TOKEN": "gw-token"}
+    )
     assert "pw1234" not in repr(gateway) and "gw-token" not in repr(gateway)
 
 
@@ -108,7 +110,11 @@ def test_callback_backoff_is_exponential_and_bounded() -> None:
 
 
 def test_gateway_settings() -> None:
-    env = {"REDIS_HOST": "r", "CS_ROUTING_TABLE": "/etc/cs-workers/routes/routes.json", "CS_GATEWAY_MAX_BODY_BYTES": "2048"}
+    env = {
+        "REDIS_HOST": "r",
+        "CS_ROUTING_TABLE": "/etc/cs-workers/routes/routes.json",
+        "CS_GATEWAY_MAX_BODY_BYTES": "2048",
+    }
     settings = GatewaySettings.from_env(env)
     assert settings.routing_table_path == Path("/etc/cs-workers/routes/routes.json")
     assert settings.token is None

@@ -56,7 +56,7 @@ def test_inputs_version(celery_sum: ModelFunctions) -> None:
 
 
 def test_inputs_parse_reports_the_models_errors(celery_sum: ModelFunctions) -> None:
-    ew = {"API": {"errors": {}, "warnings": {}}}
+    ew: dict[str, Any] = {"API": {"errors": {}, "warnings": {}}}
     envelope = tasks.inputs_parse(celery_sum, "job-1", {}, {"sum": {"a": [{"value": "x"}], "b": 3}}, ew)
     assert envelope["status"] == SUCCESS
     assert envelope["job_id"] == "job-1"
@@ -86,14 +86,23 @@ def test_sim_success_and_failure(celery_sum: ModelFunctions) -> None:
         ({"run_model": lambda mp, adj: {"renderable": []}}, "'downloadable' (a list)"),
         ({"run_model": lambda mp, adj: {"renderable": [{"title": "t"}], "downloadable": []}}, "renderable[0]"),
         (
-            {"run_model": lambda mp, adj: {"renderable": [], "downloadable": [{"media_type": "PNG", "title": "p", "data": b"\x89PNG"}]}},
+            {
+                "run_model": lambda mp, adj: {
+                    "renderable": [],
+                    "downloadable": [{"media_type": "PNG", "title": "p", "data": b"\x89PNG"}],
+                }
+            },
             "must be JSON-serializable",
         ),
     ],
 )
 def test_model_contract_violations_fail_with_a_clear_message(functions: dict[str, Any], message: str) -> None:
     model = fake_model(**functions)
-    envelopes = [tasks.inputs_get(model, {}), tasks.inputs_version(model), tasks.sim(model, tasks.local_runner(model), "j", {}, {})]
+    envelopes = [
+        tasks.inputs_get(model, {}),
+        tasks.inputs_version(model),
+        tasks.sim(model, tasks.local_runner(model), "j", {}, {}),
+    ]
     failed = [e for e in envelopes if e["status"] == FAIL]
     assert failed, "the broken function should make its task FAIL"
     for envelope in failed:
@@ -113,7 +122,7 @@ def test_envelope_keeps_model_meta_and_sets_task_times() -> None:
 
 
 def test_missing_model_or_function_is_reported() -> None:
-    with pytest.raises(ModelContractError, match="cannot import no_such_model.functions"):
+    with pytest.raises(ModelContractError, match=r"cannot import no_such_model\.functions"):
         load_model_functions("no_such_model.functions")
     with pytest.raises(ModelContractError, match="does not define get_version, get_inputs, validate_inputs, run_model"):
         ModelFunctions.from_module(types.ModuleType("empty"))

@@ -100,7 +100,9 @@ def test_result_put_is_retried_until_the_webserver_is_back(
     with webserver.down():
         pending = send(client, "inputs_parse", job_id, {}, {}, {}, job_id=job_id)
         wait_until(
-            lambda: f"job {job_id}: PUT to {webserver.url}/inputs/api/ failed (attempt 2" in celery_sum_workers.io.log(),
+            lambda: (
+                f"job {job_id}: PUT to {webserver.url}/inputs/api/ failed (attempt 2" in celery_sum_workers.io.log()
+            ),
             20,
             "two failed delivery attempts",
         )
@@ -119,13 +121,17 @@ def test_workers_never_log_the_api_token(celery_sum_workers: ModelWorkers, clien
 def test_worker_without_owner_stops_with_a_message_naming_it(redis_server: RedisServer, tmp_path: Path) -> None:
     env = worker_env(CELERY_SUM, "io", "celery", CELERY_SUM_CONFIG, redis_server)
     del env["OWNER"]
-    done = subprocess.run(worker_command(CELERY_SUM, "io"), env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        worker_command(CELERY_SUM, "io"), env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode != 0
     assert "cs_runtime.worker: environment variable OWNER is required but not set" in done.stderr
 
 
 def test_worker_without_its_model_stops_with_a_message(redis_server: RedisServer, tmp_path: Path) -> None:
     env = worker_env(CELERY_SUM, "io", "celery", tmp_path, redis_server)  # no cs_config there
-    done = subprocess.run(worker_command(CELERY_SUM, "io"), env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        worker_command(CELERY_SUM, "io"), env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode != 0
     assert "cannot import cs_config.functions" in done.stderr, done.stderr[-2000:]

@@ -1,0 +1,1 @@
+"""C/S interface of the cs-examples/Dask-Pi model (see functions.py)."""

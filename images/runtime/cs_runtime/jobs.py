@@ -1,0 +1,134 @@
+"""The gateway's side of Celery: send tasks by name, wait for or look up their results.
+
+The gateway has no model code, so it sends tasks by the names the routing table gives
+(Celery's send_task) and reads results from the shared Redis backend. It never imports dask.
+
+Two Celery apps on purpose. Sending through an app that has the Redis result backend
+subscribes the process to the task's result channel (Celery's async result consumer) until
+someone calls .get() on it in that same process; the gateway's parse and sim results are
+fetched later, often by another gunicorn worker, so those subscriptions would pile up, and
+when Redis is away that consumer retries for 20 s and then breaks for good. So tasks go out
+through `sender`, which has no result backend, and results are read with plain GETs through
+`results`; the synchronous routes poll instead of subscribing.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from celery import Celery  # type: ignore[import-untyped]
+from celery.result import AsyncResult  # type: ignore[import-untyped]
+from kombu.exceptions import OperationalError
+
+from cs_runtime.envelope import FAIL, Envelope, failure_envelope
+from cs_runtime.errors import BrokerUnavailableError, JobTimeoutError
+
+# Socket connect timeout towards Redis: a gateway request must fail fast (503) when Redis
+# is away, not hang its gunicorn worker.
+REDIS_CONNECT_TIMEOUT = 5.0
+
+# How often the synchronous routes look for their result: from quick to a gentle pace.
+FIRST_POLL_SECONDS = 0.02
+MAX_POLL_SECONDS = 0.2
+
+# Errors that mean "Redis is not there": kombu wraps broker errors, redis-py raises its own.
+REDIS_DOWN = (OperationalError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """Answer of the gateway's `query` route."""
+
+    job_id: str
+    ready: bool
+    # PENDING (queued, or unknown: Celery cannot tell), STARTED, SUCCESS or FAIL.
+    status: str
+
+
+def _celery(redis_url: str, with_backend: bool) -> Any:
+    app = Celery("cs-gateway", broker=redis_url, backend=redis_url if with_backend else None, set_as_current=False)
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        broker_connection_timeout=REDIS_CONNECT_TIMEOUT,
+        broker_transport_options={"socket_connect_timeout": REDIS_CONNECT_TIMEOUT},
+        redis_socket_connect_timeout=REDIS_CONNECT_TIMEOUT,
+        # Bounded publishing retries (about a second) before answering 503.
+        task_publish_retry_policy={"max_retries": 3, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
+    )
+    return app
+
+
+class JobClient:
+    """Sends jobs to model queues and reads their results."""
+
+    def __init__(self, redis_url: str) -> None:
+        self.sender = _celery(redis_url, with_backend=False)
+        self.results = _celery(redis_url, with_backend=True)
+        self.redis = redis.Redis.from_url(redis_url, socket_connect_timeout=REDIS_CONNECT_TIMEOUT)
+
+    def run_and_wait(self, task_name: str, queue: str, args: list[Any], timeout: float) -> Envelope:
+        """Run a synchronous task (inputs_get, inputs_version) and return its envelope.
+
+        The message expires when we stop waiting, so an io worker that comes back later does
+        not compute an answer nobody will read.
+        """
+        try:
+            job_id = self.sender.send_task(task_name, args=args, queue=queue, expires=timeout).id
+            result = AsyncResult(job_id, app=self.results)
+            deadline = time.monotonic() + timeout
+            pause = FIRST_POLL_SECONDS
+            while not result.ready():
+                if time.monotonic() >= deadline:
+                    raise JobTimeoutError(
+                        f"{task_name} did not answer within {timeout:g} s (is the model's io worker up?)"
+                    )
+                time.sleep(pause)
+                pause = min(MAX_POLL_SECONDS, pause * 2)
+            envelope = self._envelope(result)
+            result.forget()  # read once, by us; do not leave it in Redis for a day
+            return envelope
+        except REDIS_DOWN as exc:
+            raise BrokerUnavailableError(f"cannot reach Redis: {exc}") from None
+
+    def enqueue(self, task_name: str, queue: str, args: list[Any], job_id: str) -> int:
+        """Queue an asynchronous task (parse, sim) under `job_id`; returns the queue length."""
+        try:
+            self.sender.send_task(task_name, args=args, queue=queue, task_id=job_id)
+            # Celery's Redis transport keeps a queue's waiting messages in a list of its name.
+            return int(self.redis.llen(queue))
+        except REDIS_DOWN as exc:
+            raise BrokerUnavailableError(f"cannot reach Redis: {exc}") from None
+
+    def status(self, job_id: str) -> JobStatus:
+        """Where job `job_id` is."""
+        try:
+            result = AsyncResult(job_id, app=self.results)
+            if result.ready():
+                return JobStatus(job_id, True, str(self._envelope(result).get("status", FAIL)))
+            return JobStatus(job_id, False, str(result.state))
+        except REDIS_DOWN as exc:
+            raise BrokerUnavailableError(f"cannot reach Redis: {exc}") from None
+
+    def result(self, job_id: str) -> Envelope | None:
+        """The envelope of a finished job, None while it is pending or running."""
+        try:
+            result = AsyncResult(job_id, app=self.results)
+            return self._envelope(result) if result.ready() else None
+        except REDIS_DOWN as exc:
+            raise BrokerUnavailableError(f"cannot reach Redis: {exc}") from None
+
+    @staticmethod
+    def _envelope(result: Any) -> Envelope:
+        """A finished job's envelope. Our tasks always return one; a Celery-level failure
+        (hard time limit, revoked, expired) stores an exception instead, which we present
+        in the same shape."""
+        value = result.result
+        if result.state == "SUCCESS" and isinstance(value, dict):
+            return value
+        message = result.traceback or f"{type(value).__name__}: {value}"
+        return failure_envelope(str(message), str(result.id))
