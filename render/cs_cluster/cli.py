@@ -103,6 +103,24 @@ def command_local_up(args: argparse.Namespace) -> int:
     return run_foreground(cluster)
 
 
+def command_local_webserver(args: argparse.Namespace) -> int:
+    import time
+
+    from .standin import StandInWebserver, describe
+
+    server = StandInWebserver(port=args.port, token=args.token,
+                              on_result=lambda result: print(describe(result), flush=True))
+    server.start()
+    print(f"webserver stand-in on {server.url}: results go to /outputs/api/ and /inputs/api/", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        server.stop()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cs-cluster", description="Deploy a Compute Studio compute cluster.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -147,6 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--gateway-token", help="the bearer token the gateway requires (default: a generated one)")
     up.add_argument("--chart", type=Path, help="the chart directory (default: the repository's)")
     up.set_defaults(handler=command_local_up)
+    webserver = local_commands.add_parser("webserver", help="a stand-in webserver that prints the results it gets")
+    webserver.add_argument("--port", type=int, default=8000, help="the port (default 8000)")
+    webserver.add_argument("--token", help="answer 401 unless results carry this COMP_API_TOKEN")
+    webserver.set_defaults(handler=command_local_webserver)
 
     schema = commands.add_parser("schema", help="check or regenerate values.schema.json and docs/values.md")
     schema.add_argument("--write", action="store_true", help="regenerate instead of checking")
