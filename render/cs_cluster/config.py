@@ -160,6 +160,8 @@ class _ModelReader:
         if not isinstance(value, (str, int)) or isinstance(value, bool):
             raise self.fail(f"must be a string, got {_type_name(value)}", key)
         value = str(value)
+        if not value.isprintable():
+            raise self.fail(f"{value!r} has control characters", key, "names are one line of printable text")
         if not clean(value):
             raise self.fail(
                 f"{value!r} has no letters or digits, so it cleans to nothing", key,

@@ -43,7 +43,12 @@ class ConfigError(CsClusterError):
         text = ": ".join([*where, self.detail]) if where else self.detail
         if self.hint:
             text += f" ({self.hint})"
-        return text
+        return _one_printable_line(text)
+
+
+def _one_printable_line(text: str) -> str:
+    """Escape control characters a config smuggled in, so an error stays one readable line."""
+    return "".join(character if character.isprintable() else repr(character)[1:-1] for character in text)
 
 
 class UsageError(CsClusterError):

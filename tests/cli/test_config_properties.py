@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from cs_cluster.cli import main
@@ -86,6 +86,9 @@ configs = st.one_of(
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(config=configs)
+# Found by this test: control characters in a title broke the error line and helm's YAML.
+@example(config=[{"owner": "PSLmodels", "title": "0\x7f"}])
+@example(config=[{"owner": "PSLmodels", "title": "0\r", "env": {"NESTED": {"a": 1}}}])
 def test_any_config_renders_valid_manifests_or_fails_cleanly(tmp_path: Path, config: Any) -> None:
     path = tmp_path / "worker_config.yaml"
     path.write_text(yaml.safe_dump(config, allow_unicode=True))

@@ -29,6 +29,7 @@ CASES: list[tuple[str, Any, list[str]]] = [
     ("missing owner", [seed(owner=None)], ["model #1", "field 'owner'", "is required"]),
     ("missing title", [seed(title=None)], ["field 'title'", "is required"]),
     ("owner cleans to nothing", [seed(owner="--")], ["field 'owner'", "cleans to nothing"]),
+    ("control characters", [seed(title="OG\rUSA\x7f")], ["field 'title'", "control characters", "OG\\rUSA"]),
     ("unknown cluster type", [seed(cluster_type="spark")], ["PSLmodels/OG-USA", "cluster_type", "use one of"]),
     ("negative replicas", [seed(replicas=-1)], ["field 'replicas'", "at least 0"]),
     ("fractional replicas", [seed(replicas=1.5)], ["field 'replicas'", "whole number"]),
