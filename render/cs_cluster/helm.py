@@ -11,9 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .errors import ToolError
+from .values import dump_yaml
 
 CHART_NAME = "cs-workers"
 
@@ -82,7 +81,7 @@ def values_file(values: dict[str, Any] | None) -> Iterator[list[str]]:
         path = Path(directory) / "values.yaml"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
-            yaml.safe_dump(values, handle, sort_keys=False)
+            handle.write(dump_yaml(values))
         yield ["-f", str(path)]
 
 

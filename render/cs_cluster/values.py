@@ -141,8 +141,32 @@ def build_values(
     return SplitValues(values=values, secrets={"models": secrets} if secrets else {})
 
 
+# Strings Helm's YAML reader (YAML 1.1 rules) takes for booleans, though PyYAML writes them bare:
+# a model titled "N" must stay the string "N".
+_GO_YAML_BOOLEANS = re.compile(r"^(y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF)$")
+
+
+class _HelmSafeDumper(yaml.SafeDumper):
+    """A SafeDumper that quotes strings Helm would read as something else."""
+
+
+def _represent_string(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "'" if _GO_YAML_BOOLEANS.match(value) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_HelmSafeDumper.add_representer(str, _represent_string)
+
+
+def dump_yaml(data: Any) -> str:
+    """YAML for Helm: key order kept, block style, no string Helm could misread."""
+    text: str = yaml.dump(data, Dumper=_HelmSafeDumper, sort_keys=False, default_flow_style=False,
+                          allow_unicode=True)
+    return text
+
+
 def dump_values(values: dict[str, Any], header: str = "") -> str:
-    body = yaml.safe_dump(values, sort_keys=False, default_flow_style=False)
+    body = dump_yaml(values)
     return (header + body) if header else body
 
 

@@ -89,6 +89,8 @@ configs = st.one_of(
 # Found by this test: control characters in a title broke the error line and helm's YAML.
 @example(config=[{"owner": "PSLmodels", "title": "0\x7f"}])
 @example(config=[{"owner": "PSLmodels", "title": "0\r", "env": {"NESTED": {"a": 1}}}])
+# ... and a title "N", which Helm's YAML 1.1 reader took for false until values quoted it.
+@example(config=[{"owner": "PSLmodels", "title": "N"}, {"owner": "y", "title": "on"}])
 def test_any_config_renders_valid_manifests_or_fails_cleanly(tmp_path: Path, config: Any) -> None:
     path = tmp_path / "worker_config.yaml"
     path.write_text(yaml.safe_dump(config, allow_unicode=True))
