@@ -120,23 +120,23 @@ class PolicySet:
                 selected.append(policy)
         return selected
 
-    def egress_allowed(self, source: Endpoint, destination: Endpoint, port: int, protocol: str = "TCP") -> bool:
-        if isinstance(source, External):
+    def _direction_allowed(self, guarded: Endpoint, other: Endpoint, direction: str, port: int,
+                           protocol: str, target: Endpoint) -> bool:
+        """Whether the policies guarding `guarded` in `direction` let `other` through."""
+        if isinstance(guarded, External):
             return True
-        policies = self._selecting(source, "Egress")
+        policies = self._selecting(guarded, direction)
         if not policies:
             return True
-        return any(_rule_allows(rule, "to", destination, port, protocol, destination)
-                   for policy in policies for rule in policy["spec"].get("egress") or [])
+        rules_key, peers_key = ("egress", "to") if direction == "Egress" else ("ingress", "from")
+        return any(_rule_allows(rule, peers_key, other, port, protocol, target)
+                   for policy in policies for rule in policy["spec"].get(rules_key) or [])
+
+    def egress_allowed(self, source: Endpoint, destination: Endpoint, port: int, protocol: str = "TCP") -> bool:
+        return self._direction_allowed(source, destination, "Egress", port, protocol, destination)
 
     def ingress_allowed(self, source: Endpoint, destination: Endpoint, port: int, protocol: str = "TCP") -> bool:
-        if isinstance(destination, External):
-            return True
-        policies = self._selecting(destination, "Ingress")
-        if not policies:
-            return True
-        return any(_rule_allows(rule, "from", source, port, protocol, destination)
-                   for policy in policies for rule in policy["spec"].get("ingress") or [])
+        return self._direction_allowed(destination, source, "Ingress", port, protocol, destination)
 
     def allowed(self, source: Endpoint, destination: Endpoint, port: int, protocol: str = "TCP") -> bool:
         """Whether `source` may open a connection to `destination` on `port`."""
