@@ -26,7 +26,9 @@ def test_every_object_carries_the_label_contract(two_model_chart: RenderedChart)
     for obj in two_model_chart:
         labels = obj["metadata"]["labels"]
         where = f"{obj['kind']}/{obj['metadata']['name']}"
-        assert labels["app.kubernetes.io/name"] == "cs-workers", where
+        # helm test pods name themselves apart, so that no selector can ever pick them up.
+        is_test = obj.get("metadata", {}).get("annotations", {}).get("helm.sh/hook") == "test"
+        assert labels["app.kubernetes.io/name"] == ("cs-workers-test" if is_test else "cs-workers"), where
         assert labels["app.kubernetes.io/instance"] == "release", where
         assert labels["app.kubernetes.io/part-of"] == "cs-workers", where
         assert labels["app.kubernetes.io/component"] in COMPONENTS, where
@@ -63,6 +65,20 @@ def test_services_select_exactly_one_workload(two_model_chart: RenderedChart) ->
 
 LONG_OWNER = "Policy-Simulation-Library-Foundation-For-Open-Models"
 LONG_TITLE = "Overlapping-Generations-Model-Of-The-United-States-Economy"
+
+
+def test_helm_test_pods_check_gateway_redis_and_each_scheduler(two_model_chart: RenderedChart) -> None:
+    tests = [o for o in two_model_chart if o.get("metadata", {}).get("annotations", {}).get("helm.sh/hook") == "test"]
+    assert sorted(o["metadata"]["labels"]["app.kubernetes.io/component"] for o in tests) == [
+        "dask-scheduler", "gateway", "redis"]
+    for pod in tests:
+        assert pod["kind"] == "Pod" and pod["spec"]["restartPolicy"] == "Never"
+        command = " ".join(pod["spec"]["containers"][0]["command"])
+        assert "release-" in command
+    redis_check = next(o for o in tests if o["metadata"]["labels"]["app.kubernetes.io/component"] == "redis")
+    env = redis_check["spec"]["containers"][0]["env"]
+    assert env == [{"name": "REDISCLI_AUTH", "valueFrom": {"secretKeyRef": {"name": "release-redis",
+                                                                           "key": "redis-password"}}}]
 
 
 def test_long_names_are_shortened_deterministically_and_stay_unique() -> None:
