@@ -46,9 +46,10 @@ def test_worker_points_at_its_scheduler_and_has_model_replicas() -> None:
     command = container(worker)["command"]
     assert command[:3] == ["dask", "worker", "$(DASK_SCHEDULER_ADDRESS)"]
     assert env_of(worker)["DASK_SCHEDULER_ADDRESS"] == "tcp://release-a-b-dask-scheduler:8786"
-    # Without limits, the request decides the threads and Dask picks the memory.
+    # Without limits the requests (defaults: 1 CPU, 1G) become the limits, and so the threads and memory.
     assert command[command.index("--nthreads") + 1] == "1"
-    assert command[command.index("--memory-limit") + 1] == "auto"
+    assert command[command.index("--memory-limit") + 1] == "1G"
+    assert container(worker)["resources"]["limits"] == {"cpu": "1", "memory": "1G"}
 
 
 def test_celery_models_get_no_dask_objects() -> None:

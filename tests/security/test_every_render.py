@@ -50,7 +50,7 @@ def test_checkov_finds_nothing_in_any_render(renders: Path) -> None:
     failed = [f"{check['check_id']} {check['resource']} ({check['file_path']})"
               for entry in reports for check in entry.get("results", {}).get("failed_checks", [])]
     passed = sum(entry.get("summary", {}).get("passed", 0) for entry in reports)
-    assert failed == [], f"{len(failed)} failed checks across {count} renders"
+    assert failed == [], f"{len(failed)} failed checks across {count} renders: " + "; ".join(sorted(set(failed))[:10])
     assert passed > 0
 
 

@@ -113,6 +113,16 @@ through this, so merging rules live in one place:
 {{- $_ := set $daskWorker "affinity" (mustMergeOverwrite (deepCopy ($daskWorker.affinity | default dict)) $nodeAffinity) -}}
 {{- end -}}
 {{- end -}}
+{{- /* A request without a limit gets the request as its limit: predictable sims, no noisy neighbours. */ -}}
+{{- range $component := list $io $sim $daskScheduler $daskWorker -}}
+{{- with $component.resources -}}
+{{- $limits := .limits | default dict -}}
+{{- range $name, $quantity := .requests | default dict -}}
+{{- if not (hasKey $limits $name) -}}{{- $_ := set $limits $name $quantity -}}{{- end -}}
+{{- end -}}
+{{- if $limits -}}{{- $_ := set . "limits" $limits -}}{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- $image := $model.image -}}
 {{- $repository := $image.repository -}}
 {{- if not $repository -}}
