@@ -353,6 +353,29 @@ class LocalCluster:
         """Processes that stopped on their own."""
         return [running for running in self.running if running.process.poll() is not None]
 
+    def restart(self, name: str, timeout: float = 120) -> RunningProcess:
+        """Start process `name` again with the same command, environment and log (appended), as a
+        pod's container restarts; if it still runs, it is stopped first (SIGTERM to its group,
+        SIGKILL after 15 s). For fault tests: kill a process, then bring it back."""
+        index = next((i for i, running in enumerate(self.running) if running.spec.name == name), None)
+        if index is None:
+            raise ToolError(f"no process named {name}; running: {', '.join(r.spec.name for r in self.running)}")
+        old = self.running[index]
+        if old.process.poll() is None:
+            _signal_group(old.process, signal.SIGTERM)
+            try:
+                old.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                _signal_group(old.process, signal.SIGKILL)
+                old.process.wait(timeout=5)
+        with open(old.log_path, "ab") as log_file:
+            process = subprocess.Popen(old.spec.command, env=old.spec.environment, stdout=log_file,
+                                       stderr=subprocess.STDOUT, start_new_session=True, cwd=self.state_dir)
+        self.running[index] = RunningProcess(old.spec, process, old.log_path)
+        if old.spec.ready:
+            self._wait(old.spec, process, old.log_path, timeout)
+        return self.running[index]
+
     def stop(self, grace: float = 15) -> None:
         """SIGTERM every process group (workers finish or requeue), then SIGKILL what is left."""
         for running in reversed(self.running):

@@ -62,6 +62,21 @@ def wait_until(check: Callable[[], T | None], timeout: float, what: str, interva
         time.sleep(interval)
 
 
+def child_pids(pid: int) -> list[int]:
+    """The direct children of process `pid` (from /proc), e.g. a Celery worker's pool processes."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            # The command name may hold spaces and parentheses; the fields after it do not.
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                children.append(int(entry.name))
+    return children
+
+
 @dataclass
 class RedisServer:
     """A redis-server on a free loopback port, its data in a temporary directory."""

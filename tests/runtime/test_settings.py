@@ -121,3 +121,44 @@ def test_gateway_settings() -> None:
     assert settings.max_body_bytes == 2048
     with pytest.raises(ConfigError, match="CS_ROUTING_TABLE is required"):
         GatewaySettings.from_env({"REDIS_HOST": "r"})
+
+
+def test_visibility_timeout_is_the_charts_global_value() -> None:
+    settings = WorkerSettings.from_env({**WORKER_ENV, "CELERY_VISIBILITY_TIMEOUT": "43200"})
+    assert settings.visibility_timeout == 43200
+    assert WorkerSettings.from_env(WORKER_ENV).visibility_timeout is None  # unset: derived (worker_app)
+    gateway_env = {"REDIS_HOST": "r", "CS_ROUTING_TABLE": "/r.json", "CELERY_VISIBILITY_TIMEOUT": "60"}
+    gateway = GatewaySettings.from_env(gateway_env)
+    assert gateway.visibility_timeout == 60
+
+
+def test_a_sim_hard_time_limit_at_or_over_the_visibility_timeout_refuses_to_start() -> None:
+    # SIM_TIME_LIMIT 3600 + 30 s grace + 91 s of result delivery (the defaults) = 3721 s.
+    settings = WorkerSettings.from_env(WORKER_ENV)
+    assert settings.hard_time_limit(3600) == settings.longest_hard_time_limit() == 3600 + 30 + 91
+    assert settings.hard_time_limit(10, delivers=False) == 40
+    assert WorkerSettings.from_env({**WORKER_ENV, "CELERY_VISIBILITY_TIMEOUT": "3722"}).visibility_timeout == 3722
+    for too_short in ("3721", "3600", "60"):
+        with pytest.raises(ConfigError, match=r"CELERY_VISIBILITY_TIMEOUT \(\d+ s\) must be above .*3721 s"):
+            WorkerSettings.from_env({**WORKER_ENV, "CELERY_VISIBILITY_TIMEOUT": too_short})
+    with pytest.raises(ConfigError, match="CELERY_VISIBILITY_TIMEOUT must be a positive number"):
+        WorkerSettings.from_env({**WORKER_ENV, "CELERY_VISIBILITY_TIMEOUT": "-1"})
+    # The io worker restores sims' messages too (the unacknowledged set is global): same check.
+    with pytest.raises(ConfigError, match="CELERY_VISIBILITY_TIMEOUT"):
+        WorkerSettings.from_env({**WORKER_ENV, "CS_WORKER_ROLE": "io", "CELERY_VISIBILITY_TIMEOUT": "3600"})
+    # A parse holds its message too: with a short sim, the inputs time limit is the longest.
+    short_sim = {**WORKER_ENV, "SIM_TIME_LIMIT": "4", "CELERY_VISIBILITY_TIMEOUT": "130"}
+    with pytest.raises(ConfigError, match=r"\(131 s: INPUTS_TIME_LIMIT 10 s \+ 30 s grace \+ up to 91 s"):
+        WorkerSettings.from_env(short_sim)
+
+
+def test_heartbeat_and_delivery_settings() -> None:
+    settings = WorkerSettings.from_env(WORKER_ENV)
+    assert (settings.heartbeat_file, settings.heartbeat_interval_seconds, settings.max_deliveries) == (None, 10, 3)
+    env = {**WORKER_ENV, "CS_HEARTBEAT_FILE": "/tmp/cs-worker-heartbeat", "CS_HEARTBEAT_INTERVAL_SECONDS": "2",
+           "CS_MAX_DELIVERIES": "5"}  # fmt: skip
+    settings = WorkerSettings.from_env(env)
+    assert settings.heartbeat_file == Path("/tmp/cs-worker-heartbeat")
+    assert (settings.heartbeat_interval_seconds, settings.max_deliveries) == (2, 5)
+    with pytest.raises(ConfigError, match="CS_MAX_DELIVERIES must be at least 1"):
+        WorkerSettings.from_env({**WORKER_ENV, "CS_MAX_DELIVERIES": "0"})

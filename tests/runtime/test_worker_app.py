@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import types
+from pathlib import Path
 from typing import Any
+
+from celery.worker.request import Request  # type: ignore[import-untyped]
 
 from cs_runtime.model import ModelFunctions
 from cs_runtime.settings import CallbackPolicy, WorkerSettings
@@ -61,3 +65,28 @@ def test_unacknowledged_sims_are_not_redelivered_while_they_run() -> None:
     assert conf.broker_transport_options["visibility_timeout"] > 7200 + 30 + 18
     assert conf.task_routes["pslmodels_ogusa_tasks.sim"] == {"queue": "pslmodels_ogusa_queue"}
     assert conf.task_routes["pslmodels_ogusa_tasks.inputs_parse"] == {"queue": "pslmodels_ogusa_inputs_queue"}
+
+
+def test_the_charts_visibility_timeout_wins_over_the_derived_one() -> None:
+    default = app().conf.broker_transport_options["visibility_timeout"]
+    assert default == 7200 + 30 + 18 + 300  # no CELERY_VISIBILITY_TIMEOUT: derived from the limits
+    chart = create_worker_app(dataclasses.replace(SETTINGS, visibility_timeout=43200), model())
+    assert chart.conf.broker_transport_options["visibility_timeout"] == 43200
+
+
+def test_parse_and_sim_tell_the_webserver_about_a_hard_time_limit() -> None:
+    """Their Request class (main worker process) PUTs a FAIL when the pool process is killed."""
+    tasks = app().tasks
+    for kind in ("sim", "inputs_parse"):
+        request_class = tasks[f"pslmodels_ogusa_tasks.{kind}"].Request
+        assert isinstance(request_class, type) and issubclass(request_class, Request)
+        assert request_class.on_timeout is not Request.on_timeout
+    assert tasks["pslmodels_ogusa_tasks.inputs_get"].Request == "celery.worker.request:Request"
+
+
+def test_the_heartbeat_bootstep_is_added_only_with_a_heartbeat_file(tmp_path: Path) -> None:
+    def labels(settings: WorkerSettings) -> set[str]:
+        return {getattr(step, "label", "") for step in create_worker_app(settings, model()).steps["worker"]}
+
+    assert "cs-heartbeat" not in labels(SETTINGS)
+    assert "cs-heartbeat" in labels(dataclasses.replace(SETTINGS, heartbeat_file=tmp_path / "beat"))

@@ -1,7 +1,7 @@
 """The HTTP gateway between the C/S webserver and the model queues.
 
 `gunicorn ... "cs_runtime.gateway:create_app()"` (docs/runtime-contract.md). Routes, as C/S
-had them (trailing slashes optional):
+had them (trailing slashes optional, repeated slashes read as one):
 
 - GET  /health
 - POST /<owner>/<title>/inputs    body: meta_param_dict      -> envelope (waits)
@@ -23,6 +23,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
 import uuid
 from collections.abc import Callable
 from typing import Any, Final
@@ -54,6 +55,7 @@ STATUS_OF_ERROR: Final[dict[type[CsRuntimeError], int]] = {
     JobTimeoutError: 504,
 }
 PUBLIC_ENDPOINTS: Final = frozenset({"health"})
+REPEATED_SLASHES: Final = re.compile(r"/{2,}")
 
 
 def error_response(status: int, message: str) -> tuple[Response, int]:
@@ -102,13 +104,28 @@ def checked_job_id(job_id: str) -> str:
         raise BadRequestError(f"{job_id!r} is not a job id (a UUID)") from None
 
 
+def collapse_repeated_slashes(app: Flask) -> None:
+    """Read `//` in a path as `/` (a webserver whose gateway URL ends in a slash sends
+    `//owner/title/sim/`). Werkzeug would answer an inner `//` with an HTML 308 redirect,
+    which C/S's webserver does not follow; so the path is cleaned before routing instead."""
+    app.url_map.merge_slashes = False
+    route = app.wsgi_app
+
+    def wsgi_app(environ: dict[str, Any], start_response: Any) -> Any:
+        environ["PATH_INFO"] = REPEATED_SLASHES.sub("/", environ.get("PATH_INFO", ""))
+        return route(environ, start_response)
+
+    app.wsgi_app = wsgi_app  # type: ignore[method-assign]
+
+
 def create_app(settings: GatewaySettings | None = None) -> Flask:
     """The gateway app; with no settings, they are read from the environment."""
     settings = settings or GatewaySettings.from_env()
     routes = RoutingTable(settings.routing_table_path, settings.routing_recheck_seconds)
-    jobs = JobClient(settings.redis_url)
+    jobs = JobClient(settings.redis_url, settings.visibility_timeout)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    collapse_repeated_slashes(app)
 
     def route_rule(rule: str, endpoint: str, view: Callable[..., Any], method: str) -> None:
         # strict_slashes=False: C/S's webserver calls these with a trailing slash, curl users

@@ -48,14 +48,18 @@ class JobStatus:
     status: str
 
 
-def _celery(redis_url: str, with_backend: bool) -> Any:
+def _celery(redis_url: str, with_backend: bool, visibility_timeout: float | None = None) -> Any:
     app = Celery("cs-gateway", broker=redis_url, backend=redis_url if with_backend else None, set_as_current=False)
+    transport_options: dict[str, float] = {"socket_connect_timeout": REDIS_CONNECT_TIMEOUT}
+    if visibility_timeout is not None:
+        # The gateway only publishes, but its broker settings match the workers' anyway.
+        transport_options["visibility_timeout"] = visibility_timeout
     app.conf.update(
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],
         broker_connection_timeout=REDIS_CONNECT_TIMEOUT,
-        broker_transport_options={"socket_connect_timeout": REDIS_CONNECT_TIMEOUT},
+        broker_transport_options=transport_options,
         redis_socket_connect_timeout=REDIS_CONNECT_TIMEOUT,
         # Bounded publishing retries (about a second) before answering 503.
         task_publish_retry_policy={"max_retries": 3, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
@@ -66,9 +70,9 @@ def _celery(redis_url: str, with_backend: bool) -> Any:
 class JobClient:
     """Sends jobs to model queues and reads their results."""
 
-    def __init__(self, redis_url: str) -> None:
-        self.sender = _celery(redis_url, with_backend=False)
-        self.results = _celery(redis_url, with_backend=True)
+    def __init__(self, redis_url: str, visibility_timeout: float | None = None) -> None:
+        self.sender = _celery(redis_url, with_backend=False, visibility_timeout=visibility_timeout)
+        self.results = _celery(redis_url, with_backend=True, visibility_timeout=visibility_timeout)
         self.redis = redis.Redis.from_url(redis_url, socket_connect_timeout=REDIS_CONNECT_TIMEOUT)
 
     def run_and_wait(self, task_name: str, queue: str, args: list[Any], timeout: float) -> Envelope:

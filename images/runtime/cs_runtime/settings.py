@@ -25,6 +25,9 @@ ClusterType = Literal["celery", "dask"]
 
 # C/S's default soft time limit of the inputs tasks.
 DEFAULT_INPUTS_TIME_LIMIT = 10.0
+# How many times one parse or sim message may reach a worker before it is answered FAIL
+# instead of being run again (a model that kills its worker, e.g. out of memory, every time).
+DEFAULT_MAX_DELIVERIES = 3
 
 
 def optional(env: Environ, name: str) -> str | None:
@@ -69,6 +72,11 @@ def positive_int(env: Environ, name: str, default: int) -> int:
     if value < 1:
         raise ConfigError(f"environment variable {name} must be at least 1, got {raw!r}")
     return value
+
+
+def optional_positive_number(env: Environ, name: str) -> float | None:
+    """A number > 0 when the variable is set, None when it is unset or empty."""
+    return None if optional(env, name) is None else positive_number(env, name)
 
 
 def redis_url(env: Environ) -> str:
@@ -156,10 +164,43 @@ class WorkerSettings:
     # task answers FAIL) and the hard one (the worker process is killed).
     hard_limit_grace_seconds: float = 30.0
     dask_connect_timeout_seconds: float = 30.0
+    # CELERY_VISIBILITY_TIMEOUT: one value for the whole release (the chart's
+    # celery.visibilityTimeout). None: derived from this worker's own time limits.
+    visibility_timeout: float | None = None
+    # CS_HEARTBEAT_FILE: touched by the worker's main process every heartbeat_interval_seconds
+    # (the chart's probes run `python -m cs_runtime.health`); None: no heartbeat.
+    heartbeat_file: Path | None = None
+    heartbeat_interval_seconds: float = 10.0
+    # CS_MAX_DELIVERIES: deliveries of one parse or sim message before it is answered FAIL.
+    max_deliveries: int = DEFAULT_MAX_DELIVERIES
+
+    def __post_init__(self) -> None:
+        if self.visibility_timeout is not None and not self.visibility_timeout > self.longest_hard_time_limit():
+            limit = "SIM_TIME_LIMIT" if self.sim_time_limit >= self.inputs_time_limit else "INPUTS_TIME_LIMIT"
+            raise ConfigError(
+                f"environment variable CELERY_VISIBILITY_TIMEOUT ({self.visibility_timeout:g} s) must be above this "
+                f"worker's longest hard time limit ({self.longest_hard_time_limit():g} s: {limit} "
+                f"{max(self.sim_time_limit, self.inputs_time_limit):g} s + {self.hard_limit_grace_seconds:g} s "
+                f"grace + up to {self.callback.worst_case_seconds():g} s delivering the result), or Redis would hand "
+                "a running task to a second worker; raise celery.visibilityTimeout in the chart's values"
+            )
 
     @property
     def names(self) -> ModelNames:
         return ModelNames(self.owner, self.title)
+
+    def hard_time_limit(self, soft_limit: float, delivers: bool = True) -> float:
+        """Celery's hard time limit (the pool process is killed) of a task whose model call
+        may take `soft_limit`: a grace period after the soft limit, plus, for tasks that PUT
+        their result (`delivers`), the longest that PUT may take with all its retries."""
+        hard = soft_limit + self.hard_limit_grace_seconds
+        if delivers:
+            hard += self.callback.worst_case_seconds()
+        return hard
+
+    def longest_hard_time_limit(self) -> float:
+        """The longest any task of this worker may hold its (unacknowledged) message."""
+        return self.hard_time_limit(max(self.sim_time_limit, self.inputs_time_limit))
 
     @classmethod
     def from_env(cls, env: Environ | None = None) -> WorkerSettings:
@@ -192,6 +233,10 @@ class WorkerSettings:
             callback=CallbackPolicy.from_env(env),
             hard_limit_grace_seconds=positive_number(env, "CS_HARD_TIME_LIMIT_GRACE_SECONDS", 30.0),
             dask_connect_timeout_seconds=positive_number(env, "CS_DASK_CONNECT_TIMEOUT_SECONDS", 30.0),
+            visibility_timeout=optional_positive_number(env, "CELERY_VISIBILITY_TIMEOUT"),
+            heartbeat_file=Path(heartbeat) if (heartbeat := optional(env, "CS_HEARTBEAT_FILE")) else None,
+            heartbeat_interval_seconds=positive_number(env, "CS_HEARTBEAT_INTERVAL_SECONDS", 10.0),
+            max_deliveries=positive_int(env, "CS_MAX_DELIVERIES", DEFAULT_MAX_DELIVERIES),
         )
 
 
@@ -211,11 +256,14 @@ class GatewaySettings:
     # Re-read the routing table at least this often even when its mtime looks unchanged
     # (mtimes can be coarse); stat() is checked on every request.
     routing_recheck_seconds: float = 5.0
+    # CELERY_VISIBILITY_TIMEOUT, the same value the workers get; None: Celery's default.
+    visibility_timeout: float | None = None
 
     @classmethod
     def from_env(cls, env: Environ | None = None) -> GatewaySettings:
         """Read CS_ROUTING_TABLE, CS_GATEWAY_TOKEN, the REDIS_* variables and the optional
-        CS_GATEWAY_MAX_BODY_BYTES, CS_GATEWAY_INPUTS_GRACE_SECONDS, CS_ROUTING_RECHECK_SECONDS."""
+        CELERY_VISIBILITY_TIMEOUT, CS_GATEWAY_MAX_BODY_BYTES, CS_GATEWAY_INPUTS_GRACE_SECONDS,
+        CS_ROUTING_RECHECK_SECONDS."""
         env = os.environ if env is None else env
         default = cls(Path(), "")
         return cls(
@@ -225,4 +273,5 @@ class GatewaySettings:
             max_body_bytes=positive_int(env, "CS_GATEWAY_MAX_BODY_BYTES", default.max_body_bytes),
             inputs_grace_seconds=positive_number(env, "CS_GATEWAY_INPUTS_GRACE_SECONDS", default.inputs_grace_seconds),
             routing_recheck_seconds=positive_number(env, "CS_ROUTING_RECHECK_SECONDS", default.routing_recheck_seconds),
+            visibility_timeout=optional_positive_number(env, "CELERY_VISIBILITY_TIMEOUT"),
         )

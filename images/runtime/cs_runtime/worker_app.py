@@ -7,24 +7,34 @@ One app serves both roles: it registers the four tasks under the contract's name
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery  # type: ignore[import-untyped]
+from celery.worker import state as worker_state  # type: ignore[import-untyped]
+from celery.worker.request import Request  # type: ignore[import-untyped]
 
 from cs_runtime import tasks
 from cs_runtime.callback import ResultKind, ResultPoster
-from cs_runtime.envelope import Envelope
+from cs_runtime.deliveries import DeliveryCounter
+from cs_runtime.envelope import Envelope, failure_envelope
+from cs_runtime.heartbeat import heartbeat_step
 from cs_runtime.model import ModelFunctions, load_model_functions
 from cs_runtime.names import TASK_KINDS
 from cs_runtime.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
-# Redis redelivers a message that stays unacknowledged this long; with task_acks_late a
-# message is acknowledged only when its task ends, so this must outlast the longest task
-# or a long sim would run twice. Never below Celery's default of one hour.
+# Without CELERY_VISIBILITY_TIMEOUT: Redis redelivers a message that stays unacknowledged this
+# long; with task_acks_late a message is acknowledged only when its task ends, so this must
+# outlast the longest task or a long sim would run twice. Never below Celery's default of one
+# hour. (Only a fallback: every consumer restores every message older than *its own* timeout,
+# so the chart sets one value for all of them.)
 MIN_VISIBILITY_TIMEOUT = 3600.0
 VISIBILITY_MARGIN = 300.0
+# The delivery count of a job outlives this many visibility timeouts, and at least a day.
+MIN_DELIVERY_COUNT_SECONDS = 86400
 
 
 def time_limits(soft_limit: float, settings: WorkerSettings, delivers: bool = True) -> dict[str, float]:
@@ -35,16 +45,20 @@ def time_limits(soft_limit: float, settings: WorkerSettings, delivers: bool = Tr
     their result (`delivers`), the longest the PUT may take with all its retries, so
     delivering a result never trips it.
     """
-    hard = soft_limit + settings.hard_limit_grace_seconds
-    if delivers:
-        hard += settings.callback.worst_case_seconds()
-    return {"soft_time_limit": soft_limit, "time_limit": hard}
+    return {"soft_time_limit": soft_limit, "time_limit": settings.hard_time_limit(soft_limit, delivers)}
+
+
+def visibility_timeout(settings: WorkerSettings) -> float:
+    """CELERY_VISIBILITY_TIMEOUT (checked by WorkerSettings to be above the longest hard time
+    limit); without it, one computed from this worker's own limits."""
+    if settings.visibility_timeout is not None:
+        return settings.visibility_timeout
+    return max(MIN_VISIBILITY_TIMEOUT, settings.longest_hard_time_limit() + VISIBILITY_MARGIN)
 
 
 def celery_config(settings: WorkerSettings) -> dict[str, Any]:
     """The Celery settings C/S used, plus what makes acks_late safe on Redis."""
     names = settings.names
-    longest = time_limits(max(settings.sim_time_limit, settings.inputs_time_limit), settings)
     return {
         "task_serializer": "json",
         "result_serializer": "json",
@@ -58,14 +72,39 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
         # So the gateway's `query` can tell STARTED from PENDING.
         "task_track_started": True,
         "broker_connection_retry_on_startup": True,
-        "broker_transport_options": {
-            "visibility_timeout": max(MIN_VISIBILITY_TIMEOUT, longest["time_limit"] + VISIBILITY_MARGIN)
-        },
+        "broker_transport_options": {"visibility_timeout": visibility_timeout(settings)},
         # Where each task goes if something sends it through this app (the gateway names
         # the queue itself, from the routing table).
         "task_routes": {names.task(kind): {"queue": names.queue_for(kind)} for kind in TASK_KINDS},
         "task_default_queue": names.sim_queue,
     }
+
+
+def delivering_request(kind: ResultKind, deliver: Callable[[ResultKind, Envelope], object]) -> type[Any]:
+    """Celery's Request class for parse and sim: when the task is killed at its hard time limit,
+    the webserver still hears FAIL.
+
+    The task itself PUTs its result, but a task killed at the hard limit never gets there:
+    Celery stores TimeLimitExceeded (the gateway's `get` shows FAIL) and acknowledges the
+    message, and the webserver would wait forever. on_timeout runs in the main worker process,
+    which survives the kill; the PUT runs in a thread of its own so its retries never stall
+    that process's event loop.
+    """
+
+    class DeliveringRequest(Request):  # type: ignore[misc]
+        def on_timeout(self, soft: bool, timeout: float) -> None:
+            super().on_timeout(soft, timeout)
+            # Celery itself records nothing during a cold shutdown; neither do we.
+            if soft or worker_state.should_terminate:
+                return
+            envelope = failure_envelope(
+                f"TimeLimitExceeded: the job was still running {timeout:g} s after it started (its hard "
+                "time limit: the time limit plus a grace period) and its worker process was killed",
+                str(self.id),
+            )
+            threading.Thread(target=deliver, args=(kind, envelope), name=f"deliver-fail-{self.id}").start()
+
+    return DeliveringRequest
 
 
 def create_worker_app(settings: WorkerSettings, functions: ModelFunctions | None = None) -> Any:
@@ -107,12 +146,19 @@ def create_worker_app(settings: WorkerSettings, functions: ModelFunctions | None
     def inputs_version() -> Envelope:
         return tasks.inputs_version(functions)
 
+    count_seconds = visibility_timeout(settings) * (settings.max_deliveries + 2)
+    deliveries = DeliveryCounter(
+        settings.redis_url, settings.max_deliveries, expire_seconds=int(max(MIN_DELIVERY_COUNT_SECONDS, count_seconds))
+    )
+
     def inputs_parse(job_id: str, meta_param_dict: object, adjustment: object, errors_warnings: object) -> Envelope:
-        envelope = tasks.inputs_parse(functions, job_id, meta_param_dict, adjustment, errors_warnings)
+        envelope = deliveries.refusal(job_id) or tasks.inputs_parse(
+            functions, job_id, meta_param_dict, adjustment, errors_warnings
+        )
         return deliver("inputs", envelope)
 
     def sim(job_id: str, meta_param_dict: object, adjustment: object) -> Envelope:
-        envelope = tasks.sim(functions, run_model, job_id, meta_param_dict, adjustment)
+        envelope = deliveries.refusal(job_id) or tasks.sim(functions, run_model, job_id, meta_param_dict, adjustment)
         return deliver("outputs", envelope)
 
     app = Celery(f"{names.key}_tasks", broker=settings.redis_url, backend=settings.redis_url)
@@ -123,8 +169,12 @@ def create_worker_app(settings: WorkerSettings, functions: ModelFunctions | None
     app.task(name=names.task("inputs_get"), shared=False, **answer_limits)(inputs_get)
     app.task(name=names.task("inputs_version"), shared=False, **answer_limits)(inputs_version)
     parse_limits = time_limits(settings.inputs_time_limit, settings)
-    app.task(name=names.task("inputs_parse"), shared=False, **parse_limits)(inputs_parse)
-    app.task(name=names.task("sim"), shared=False, **time_limits(settings.sim_time_limit, settings))(sim)
+    parse_request = delivering_request("inputs", deliver)
+    app.task(name=names.task("inputs_parse"), shared=False, Request=parse_request, **parse_limits)(inputs_parse)
+    sim_limits = time_limits(settings.sim_time_limit, settings)
+    app.task(name=names.task("sim"), shared=False, Request=delivering_request("outputs", deliver), **sim_limits)(sim)
+    if settings.heartbeat_file is not None:
+        app.steps["worker"].add(heartbeat_step(settings.heartbeat_file, settings.heartbeat_interval_seconds))
     log.info(
         "model %s (%s/%s): %s worker, %s cluster, results %s",
         names.key,
