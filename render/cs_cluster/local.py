@@ -76,7 +76,10 @@ def expand_references(text: str, environment: dict[str, str]) -> str:
 
 
 class LocalCluster:
-    """Start, watch and stop the processes of one worker_config on loopback."""
+    """Start, watch and stop the processes of one worker_config on loopback.
+
+    `values` are chart values merged over those the config gives (e.g. celery.visibilityTimeout).
+    """
 
     def __init__(
         self,
@@ -86,6 +89,7 @@ class LocalCluster:
         comp_url: str | None = None,
         comp_api_token: str | None = None,
         gateway_token: str | None = None,
+        values: dict[str, Any] | None = None,
         state_dir: str | Path | None = None,
         chart: str | Path | None = None,
         log: Callable[[str], None] | None = None,
@@ -98,6 +102,7 @@ class LocalCluster:
         self.comp_url = comp_url
         self.comp_api_token = comp_api_token
         self.requested_gateway_token = gateway_token
+        self.extra_values = values or {}
         self.gateway_token: str | None = None
         self._owns_state_dir = state_dir is None
         self.state_dir = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="cs-local-"))
@@ -116,6 +121,7 @@ class LocalCluster:
             values = _deep_merge(values, {"workerSecret": {"values": worker_secret}})
         if self.requested_gateway_token:
             values = _deep_merge(values, {"gateway": {"auth": {"token": self.requested_gateway_token}}})
+        values = _deep_merge(values, self.extra_values)
         from . import helm
 
         manifests = helm.template(values, release="local", chart=self.cluster.chart)
@@ -279,6 +285,10 @@ class LocalCluster:
                 for replica in range(int(deployment["spec"].get("replicas", 1))):
                     pod_name = f"{name}-{replica}"
                     environment = self._container_environment(container, pod_name)
+                    if "CS_HEARTBEAT_FILE" in environment:
+                        # In a pod /tmp is the pod's own; here every worker shares one host.
+                        environment["CS_HEARTBEAT_FILE"] = str(self.state_dir / "heartbeats" / pod_name)
+                        (self.state_dir / "heartbeats").mkdir(exist_ok=True)
                     if component == "gateway":
                         environment["CS_ROUTING_TABLE"] = str(routes_path)
                         self.gateway_token = environment.get("CS_GATEWAY_TOKEN")

@@ -84,11 +84,10 @@ def webserver() -> Iterator[RecordingWebserver]:
 @pytest.fixture(scope="module")
 def cluster(webserver: RecordingWebserver, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     config = write_config(tmp_path_factory.mktemp("faults"))
+    # celery.visibilityTimeout is the chart value every process gets as CELERY_VISIBILITY_TIMEOUT.
     local = LocalCluster(config, port=free_port(), comp_url=webserver.url, comp_api_token=TOKEN,
-                         gateway_token=GATEWAY_TOKEN, log=lambda message: None)  # fmt: skip
-    # The chart value every process gets as CELERY_VISIBILITY_TIMEOUT (LocalCluster renders the
-    # values it computes from the config; this adds one before the render).
-    local.cluster.split_values().values.setdefault("celery", {})["visibilityTimeout"] = VISIBILITY_TIMEOUT
+                         gateway_token=GATEWAY_TOKEN, values={"celery": {"visibilityTimeout": VISIBILITY_TIMEOUT}},
+                         log=lambda message: None)  # fmt: skip
     local.start()
     try:
         yield local

@@ -15,7 +15,7 @@ from cs_cluster.standin import ReceivedResult, StandInWebserver, describe
 
 
 def put(url: str, body: object, token: str) -> int:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="PUT",
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="PUT",  # noqa: S310
                                      headers={"Authorization": f"Token {token}", "Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback only
