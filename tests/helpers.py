@@ -47,11 +47,12 @@ def write_config(directory: Path, models: Any, name: str = "worker_config.yaml")
     return path
 
 
-def cs_cluster(*arguments: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def cs_cluster(*arguments: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None,
+               timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run the real CLI in a new process, as a user would."""
     return subprocess.run(
         [sys.executable, "-m", "cs_cluster", *map(str, arguments)],
-        capture_output=True, text=True, cwd=cwd, check=False, timeout=120,
+        capture_output=True, text=True, cwd=cwd, check=False, timeout=timeout, env=env,
     )
 
 

@@ -25,6 +25,7 @@ from .values import (
     select_models,
     write_private_file,
 )
+from .watch import SchedulingWatcher, StuckPod
 
 
 def chart_defaults(chart: Path) -> dict[str, Any]:
@@ -189,7 +190,21 @@ class Cluster:
         self.write_values()
         command = self.helm_upgrade_command(wait=wait, timeout=timeout, extra=extra)
         print(f"running: {shlex.join(command)}", file=sys.stderr, flush=True)
-        _run_tool(command, "helm")
+        if not wait:
+            _run_tool(command, "helm")
+            return command
+        # While helm waits, name any pod no node can take, instead of only timing out later.
+        def report(pod: StuckPod) -> None:
+            print(f"cs-cluster: {pod.describe()}; helm will time out after {timeout} unless a node can take it",
+                  file=sys.stderr, flush=True)
+
+        with SchedulingWatcher(self.namespace, self.release, report) as watcher:
+            try:
+                _run_tool(command, "helm")
+            except ToolError as error:
+                if watcher.reported:
+                    raise ToolError(f"{error}; " + "; ".join(p.describe() for p in watcher.reported)) from None
+                raise
         return command
 
 
