@@ -13,6 +13,7 @@ from .config import ModelConfig
 from .names import image_repository
 
 RUNTIME_IMAGE_NAME = "cs-workers-runtime"
+GATEWAY_IMAGE_NAME = "cs-workers-gateway"
 
 
 def default_runtime_image(registry: str, project: str, tag: str) -> str:
@@ -35,6 +36,11 @@ def model_build_arguments(model: ModelConfig, runtime: str) -> list[tuple[str, s
     return arguments
 
 
+def gateway_image(registry: str, project: str, tag: str) -> str:
+    prefix = "/".join(part for part in (registry, project) if part)
+    return f"{prefix}/{GATEWAY_IMAGE_NAME}:{tag}"
+
+
 def build_commands(
     models: Sequence[ModelConfig],
     *,
@@ -42,25 +48,41 @@ def build_commands(
     project: str,
     registry: str,
     repo_root: Path,
+    config_dir: Path,
     push: bool = True,
     runtime_image: str | None = None,
+    gateway_tag: str | None = None,
 ) -> list[list[str]]:
-    """docker build (and push) for the runtime base, unless given, then for each model."""
+    """docker build (and push) for the runtime base unless given, the gateway when
+    `gateway_tag` is given, then each model.
+
+    A model whose repo_url is a local directory (relative to the config) is built from that
+    directory with images/model/local.Dockerfile; any other repo_url is cloned in the build.
+    """
     images = repo_root / "images"
     commands: list[list[str]] = []
-    runtime = runtime_image or default_runtime_image(registry, project, tag)
-    if not runtime_image:
-        commands.append(["docker", "build", "--file", str(images / "runtime" / "Dockerfile"),
-                         "--tag", runtime, str(images)])
-        if push:
-            commands.append(["docker", "push", runtime])
-    for model in models:
-        image = f"{image_repository(registry, project, model.owner, model.title)}:{tag}"
-        command = ["docker", "build", "--file", str(images / "model" / "Dockerfile")]
-        for name, value in model_build_arguments(model, runtime):
-            command += ["--build-arg", f"{name}={value}"]
-        command += ["--tag", image, str(images / "model")]
+
+    def build_and_push(command: list[str], image: str) -> None:
         commands.append(command)
         if push:
             commands.append(["docker", "push", image])
+
+    runtime = runtime_image or default_runtime_image(registry, project, tag)
+    if not runtime_image:
+        build_and_push(["docker", "build", "--tag", runtime, str(images / "runtime")], runtime)
+    if gateway_tag:
+        gateway = gateway_image(registry, project, gateway_tag)
+        build_and_push(["docker", "build", "--file", str(images / "gateway" / "Dockerfile"), "--tag", gateway,
+                        str(images / "runtime")], gateway)
+    for model in models:
+        image = f"{image_repository(registry, project, model.owner, model.title)}:{tag}"
+        local_source = (config_dir / model.repo_url) if model.repo_url else None
+        if local_source is not None and local_source.is_dir():
+            dockerfile, context = images / "model" / "local.Dockerfile", local_source.resolve()
+        else:
+            dockerfile, context = images / "model" / "Dockerfile", images / "model"
+        command = ["docker", "build", "--file", str(dockerfile)]
+        for name, value in model_build_arguments(model, runtime):
+            command += ["--build-arg", f"{name}={value}"]
+        build_and_push([*command, "--tag", image, str(context)], image)
     return commands

@@ -150,15 +150,20 @@ class Cluster:
     # -- deploying ------------------------------------------------------------------------------
     def build(self, *, dry_run: bool = False, push: bool = True, runtime_image: str | None = None,
               repo_root: Path | None = None) -> list[list[str]]:
-        """Build, tag and push the selected models' images, then write the values file.
+        """Build, tag and push the selected models' images (all: also the gateway's), then
+        write the values file.
 
         With `dry_run` the docker commands are printed, not run, and nothing is written.
         """
         root = repo_root or self.chart.parent.parent
+        # A full build (no --models) also builds the gateway, tagged with the chart's appVersion,
+        # the tag the chart deploys it with by default.
+        gateway_tag = None if self.selected else str(
+            (yaml.safe_load((self.chart / "Chart.yaml").read_text()) or {}).get("appVersion", self.tag))
         commands = build_commands(
             self.selected_models(), tag=self.tag, project=self.project,
             registry=self.split_values().values["modelImages"]["registry"], repo_root=root,
-            push=push, runtime_image=runtime_image,
+            config_dir=self.config_path.parent, push=push, runtime_image=runtime_image, gateway_tag=gateway_tag,
         )
         if dry_run:
             for command in commands:

@@ -18,8 +18,9 @@ def test_template_prints_valid_manifests_for_the_example() -> None:
     objects = parse_manifests(result.stdout)
     assert "all valid for Kubernetes 1.33, 1.37" in result.stderr
     kinds = sorted({o["kind"] for o in objects})
-    assert kinds == ["ConfigMap", "Deployment", "NetworkPolicy", "PersistentVolumeClaim", "PodDisruptionBudget",
-                     "Secret", "Service", "ServiceAccount"]
+    assert kinds == ["ConfigMap", "Deployment", "NetworkPolicy", "PersistentVolumeClaim", "Pod",
+                     "PodDisruptionBudget", "Secret", "Service", "ServiceAccount"]
+    assert {o["metadata"]["annotations"]["helm.sh/hook"] for o in objects if o["kind"] == "Pod"} == {"test"}
     assert len([o for o in objects if o["kind"] == "Deployment"]) == 2 + 2 + 2 + 2
 
 
@@ -58,17 +59,35 @@ def test_build_dry_run_composes_docker_commands(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     commands = [shlex.split(line) for line in result.stdout.strip().splitlines()]
     runtime = "gcr.io/cs-workers-dev/cs-workers-runtime:oct30.1"
+    gateway = "gcr.io/cs-workers-dev/cs-workers-gateway:0.1.0"
     image = "gcr.io/cs-workers-dev/pslmodels_ogusa_tasks:oct30.1"
-    assert [c[:2] for c in commands] == [["docker", "build"], ["docker", "push"], ["docker", "build"],
-                                         ["docker", "push"]]
-    assert commands[1] == ["docker", "push", runtime]
-    model_build = commands[2]
+    assert [c[:2] for c in commands] == [["docker", "build"], ["docker", "push"]] * 3
+    assert commands[0][-1].endswith("images/runtime") and commands[1] == ["docker", "push", runtime]
+    assert commands[2][commands[2].index("--tag") + 1] == gateway and commands[3] == ["docker", "push", gateway]
+    model_build = commands[4]
+    assert model_build[model_build.index("--file") + 1].endswith("images/model/Dockerfile")
     build_args = [model_build[i + 1] for i, word in enumerate(model_build) if word == "--build-arg"]
     assert build_args == [f"RUNTIME_IMAGE={runtime}", "OWNER=PSLmodels", "TITLE=OG-USA", "BRANCH=master",
                           "REPO_URL=https://github.com/PSLmodels/OG-USA", "SIM_TIME_LIMIT=9000", "BUILD_NUM=4"]
     assert model_build[model_build.index("--tag") + 1] == image
-    assert commands[3] == ["docker", "push", image]
+    assert commands[5] == ["docker", "push", image]
     assert not (tmp_path / "v.yaml").exists()
+
+
+def test_build_of_named_models_with_local_code(tmp_path: Path) -> None:
+    """--models builds only those (no gateway); a local repo_url builds from that directory."""
+    previous = tmp_path / "previous.yaml"
+    Cluster(EXAMPLE_CONFIG, tag="t1", project="p", previous=None).write_values(previous)
+    result = cs_cluster("build", "--config", EXAMPLE_CONFIG, "--tag", "t2", "--project", "p", "--models",
+                        "Dask-Pi", "--no-push", "--previous", previous, "--values-file", tmp_path / "v.yaml",
+                        "--dry-run")
+    assert result.returncode == 0, result.stderr
+    commands = [shlex.split(line) for line in result.stdout.strip().splitlines()]
+    assert len(commands) == 2 and all(c[:2] == ["docker", "build"] for c in commands)
+    model_build = commands[1]
+    assert model_build[model_build.index("--file") + 1].endswith("images/model/local.Dockerfile")
+    assert model_build[-1] == str(EXAMPLE_CONFIG.parent / "models" / "dask-pi")
+    assert model_build[model_build.index("--tag") + 1] == "gcr.io/p/csexamples_daskpi_tasks:t2"
 
 
 def test_build_without_docker_says_so(tmp_path: Path) -> None:
