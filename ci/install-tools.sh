@@ -82,17 +82,32 @@ for major in 3 4; do
   log "helm$major: $("$BIN/helm$major" version --short)"
 done
 
-# redis-server: install only; the package's postinst may start the system
-# service, which we stop because tests run their own instances on random ports.
-if command -v redis-server >/dev/null; then
-  log "redis-server: already installed ($(command -v redis-server))"
+# Debian packages: redis-server (install only: the package's postinst may start the system
+# service, which we stop because tests run their own instances on random ports) and shellcheck
+# (actionlint runs it on the workflow's scripts).
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v shellcheck >/dev/null || missing+=(shellcheck)
+if [ ${#missing[@]} -eq 0 ]; then
+  log "redis-server, shellcheck: already installed"
 else
-  log "redis-server: installing from apt"
+  log "installing from apt: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >&2
-  apt-get install -y -qq redis-server >&2
+  apt-get install -y -qq "${missing[@]}" >&2
   service redis-server stop >&2 2>&1 || true
   command -v redis-server >/dev/null || die "redis-server not on PATH after apt-get install"
+fi
+
+# actionlint checks .github/workflows (which needs Docker to run); built from the Go module proxy.
+ACTIONLINT_VERSION=v1.7.12
+if [ -x "$BIN/actionlint" ] && "$BIN/actionlint" --version 2>/dev/null | head -n 1 | grep -qx "$ACTIONLINT_VERSION"; then
+  :
+elif command -v go >/dev/null; then
+  log "actionlint: building $ACTIONLINT_VERSION"
+  GOBIN="$BIN" GOFLAGS=-trimpath go install "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION" >&2
+else
+  log "actionlint: no Go toolchain, skipped (the workflow test will say so)"
 fi
 
 printf 'export CS_HELM3="%s"\n' "$BIN/helm3"
