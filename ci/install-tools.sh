@@ -92,10 +92,12 @@ if [ ${#missing[@]} -eq 0 ]; then
   log "redis-server, shellcheck: already installed"
 else
   log "installing from apt: ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >&2
-  apt-get install -y -qq "${missing[@]}" >&2
-  service redis-server stop >&2 2>&1 || true
+  # Root here and in CI; elsewhere (a GitHub runner, a laptop) through sudo.
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+  $sudo service redis-server stop >&2 2>&1 || true
   command -v redis-server >/dev/null || die "redis-server not on PATH after apt-get install"
 fi
 
