@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Smoke test of a running `ci/cluster`: node pools, a Deployment, a Job, a bare
+# restartPolicy=Never pod (what `helm test` runs), an unschedulable pod, a PVC,
+# a nodeSelector on the size label and `kubectl logs`. Works in a throw-away
+# namespace and deletes it. Ends with "N passed, N failed"; exit 1 on a failure.
+#
+#   eval "$(ci/cluster up)" && ci/cluster.d/smoke-test.sh && ci/cluster down
+set -uo pipefail
+
+: "${KUBECONFIG:?set KUBECONFIG first: eval \"\$(ci/cluster up)\"}"
+ns=cluster-smoke-$$
+k() { kubectl --request-timeout=30s -n "$ns" "$@"; }
+pass=0 fail=0
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+
+check() {
+  local name=$1
+  shift
+  if "$@" >"$out" 2>&1; then
+    pass=$((pass + 1))
+    echo "ok    $name"
+  else
+    fail=$((fail + 1))
+    echo "FAIL  $name"
+    sed 's/^/      /' "$out" | tail -n 20
+  fi
+}
+
+# eq EXPECTED COMMAND...: COMMAND's output (trimmed) must be EXPECTED.
+eq() {
+  local want=$1 got
+  shift
+  got=$("$@") || return 1
+  got=$(echo "$got" | xargs)
+  [[ $got == "$want" ]] || { echo "expected '$want', got '$got'"; return 1; }
+}
+
+nodes_ready() {
+  kubectl get nodes -o jsonpath='{range .items[*]}{.metadata.labels.size}={.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | sort | uniq -c
+}
+
+kubectl create namespace "$ns" >/dev/null || exit 1
+
+check "5 nodes Ready: 2 small, 2 medium, 1 large" \
+  eq "1 large=True 2 medium=True 2 small=True" nodes_ready
+check "large node has 16 CPU / 64Gi allocatable" \
+  eq "16 64Gi" kubectl get node large-1 -o jsonpath='{.status.allocatable.cpu} {.status.allocatable.memory}'
+
+k create deployment web --image=nginx --replicas=2 >/dev/null
+k create job job --image=busybox -- true >/dev/null
+k run never --image=busybox --restart=Never -- true >/dev/null
+k run big --image=nginx --overrides='{"spec":{"containers":[{"name":"big","image":"nginx","resources":{"requests":{"cpu":"100"}}}]}}' >/dev/null
+k run on-large --image=nginx --overrides='{"spec":{"nodeSelector":{"size":"large"}}}' >/dev/null
+k apply -f - >/dev/null <<'EOF'
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: data
+spec:
+  accessModes: [ReadWriteOnce]
+  resources:
+    requests:
+      storage: 2Gi
+EOF
+
+check "Deployment with 2 replicas gets 2 Ready pods" k rollout status deployment/web --timeout=60s
+check "  ... and readyReplicas is 2" eq 2 k get deployment web -o jsonpath='{.status.readyReplicas}'
+check "Job completes" k wait --for=condition=complete job/job --timeout=60s
+check "restartPolicy=Never pod reaches Succeeded" \
+  k wait --for=jsonpath='{.status.phase}'=Succeeded pod/never --timeout=60s
+check "nodeSelector size=large lands on large-1" \
+  eq large-1 k get pod on-large -o jsonpath='{.spec.nodeName}'
+check "PVC without storageClassName binds (default StorageClass)" \
+  k wait --for=jsonpath='{.status.phase}'=Bound pvc/data --timeout=60s
+check "kubectl logs answers (from kwok, on loopback)" k logs deployment/web
+sleep 3
+check "pod requesting 100 CPU stays Pending (Unschedulable)" \
+  eq "Pending Unschedulable" k get pod big -o jsonpath='{.status.phase} {.status.conditions[?(@.type=="PodScheduled")].reason}'
+
+check "namespace deletion finishes (pods, PVC, PV cleaned up)" \
+  kubectl delete namespace "$ns" --wait=true --timeout=90s
+
+echo "$pass passed, $fail failed"
+((fail == 0))
