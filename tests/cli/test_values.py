@@ -140,3 +140,16 @@ def test_previous_registry_is_kept_unless_given(tmp_path: Path) -> None:
     previous.write_text(yaml.safe_dump(first))
     again = Cluster(config, tag="t3", project="cs-dev", previous=previous).values()
     assert again["modelImages"]["registry"] == "registry.example.org:5000"
+
+
+def test_committed_example_values_are_current(tmp_path: Path) -> None:
+    """values/cs-workers-dev.yaml is what `cs-cluster values` writes for the example config."""
+    from helpers import EXAMPLE_CONFIG, REPO
+
+    committed = REPO / "values" / "cs-workers-dev.yaml"
+    fresh = tmp_path / "cs-workers-dev.yaml"
+    result = cs_cluster("values", "--config", EXAMPLE_CONFIG.relative_to(REPO), "--tag", "v1", "--project",
+                        "cs-workers-dev", "-o", fresh, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert fresh.read_text() == committed.read_text(), "regenerate values/cs-workers-dev.yaml (see its header)"
+    assert render_chart(values_files=[committed]).find("Deployment", component="dask-worker")
