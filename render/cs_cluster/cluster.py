@@ -110,7 +110,7 @@ class Cluster:
     def _header(self) -> str:
         return (
             f"# Written by cs-cluster from {self.config_path} (tag {self.tag}).\n"
-            "# Secret values are not in this file: see "Where secrets live" in the README.\n"
+            "# Secret values are not in this file: see 'Where secrets live' in the README.\n"
         )
 
     def write_values(self, path: str | Path | None = None, secrets_path: str | Path | None = None) -> Path:
