@@ -44,8 +44,12 @@ def test_apply_dry_run_prints_the_helm_command(tmp_path: Path) -> None:
 
 
 def test_apply_without_a_cluster_fails_in_one_line(tmp_path: Path) -> None:
+    import os
+
+    # A kubeconfig that points nowhere, even when ci/test.sh has a control plane running.
+    no_cluster = {**os.environ, "KUBECONFIG": str(tmp_path / "no-kubeconfig")}
     result = cs_cluster("apply", "--config", EXAMPLE_CONFIG, "--tag", "v1", "--project", "p",
-                        "--values-file", tmp_path / "v.yaml", "--timeout", "5s", "--no-wait")
+                        "--values-file", tmp_path / "v.yaml", "--timeout", "5s", "--no-wait", env=no_cluster)
     assert result.returncode == 1
     assert "cs-cluster: error: helm failed" in result.stderr
     assert "Traceback" not in result.stderr
