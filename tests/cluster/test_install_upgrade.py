@@ -48,6 +48,8 @@ def replica_sets(kube: Kube) -> dict[str, set[str]]:
 def test_apply_example_every_pod_ready_then_helm_test(kube: Kube, tmp_path: Path, major: int) -> None:
     result = apply(kube, tmp_path, "--timeout", "4m", major=major)
     assert result.returncode == 0, result.stderr
+    # helm prints NOTES.txt: what was deployed (Helm 3 needs an API server for this).
+    assert "Models (2):" in result.stdout and "cs-examples/Dask-Pi: dask" in result.stdout, result.stdout
     pods = kube.get("pods", f"app.kubernetes.io/instance={RELEASE}")
     # Redis, gateway, 2 io, Celery sim, Dask driver, Dask scheduler, 2 Dask workers.
     assert len(pods) == 9, [p["metadata"]["name"] for p in pods]
