@@ -146,8 +146,11 @@ def build_values(
 _GO_YAML_BOOLEANS = re.compile(r"^(y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF)$")
 
 
-class _HelmSafeDumper(yaml.SafeDumper):
-    """A SafeDumper that quotes strings Helm would read as something else."""
+_SafeDumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+class _HelmSafeDumper(_SafeDumper):  # type: ignore[valid-type,misc]
+    """A safe dumper (libyaml's when there) that quotes strings Helm would read as something else."""
 
 
 def _represent_string(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
