@@ -31,3 +31,10 @@ fi
 
 echo "test: pytest" >&2
 .venv/bin/pytest "$@"
+
+# Benchmarks are not tests: run tiny, they only show that each still works (numbers are in
+# benchmarks/README.md). Skipped when pytest was given a selection.
+if [ $# -eq 0 ]; then
+  echo "test: benchmarks, quick" >&2
+  .venv/bin/python benchmarks/run.py --quick >/dev/null
+fi
