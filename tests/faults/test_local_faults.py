@@ -74,14 +74,6 @@ def write_config(directory: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def webserver() -> Iterator[RecordingWebserver]:
-    server = RecordingWebserver()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def cluster(webserver: RecordingWebserver, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     config = write_config(tmp_path_factory.mktemp("faults"))
     # celery.visibilityTimeout is the chart value every process gets as CELERY_VISIBILITY_TIMEOUT.

@@ -41,14 +41,6 @@ def request(port: int, method: str, path: str, body: Any = None, token: str = GA
 
 
 @pytest.fixture(scope="module")
-def webserver() -> Iterator[RecordingWebserver]:
-    server = RecordingWebserver()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def cluster(webserver: RecordingWebserver) -> Iterator[LocalCluster]:
     local = LocalCluster(EXAMPLE_CONFIG, port=free_port(), comp_url=webserver.url, comp_api_token=TOKEN,
                          gateway_token=GATEWAY_TOKEN, log=lambda message: None)

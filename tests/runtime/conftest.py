@@ -40,14 +40,6 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.stop()
 
 
-@pytest.fixture(scope="session")
-def webserver() -> Iterator[RecordingWebserver]:
-    server = RecordingWebserver()
-    server.start()
-    yield server
-    server.stop()
-
-
 @dataclass
 class ModelWorkers:
     io: WorkerProcess
