@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the tools the test suite needs on a fresh Debian machine (run as root):
 #   - helm 3 and helm 4, cached as <cache>/bin/helm3 and <cache>/bin/helm4
-#   - redis-server (installed from apt, left stopped: tests start their own)
+#   - redis-server (installed from apt, left stopped: tests start their own), shellcheck, strace
 # Progress goes to stderr; stdout carries only `export ...` lines, so use it as
 #   eval "$(ci/install-tools.sh)"
 set -euo pipefail
@@ -83,13 +83,15 @@ for major in 3 4; do
 done
 
 # Debian packages: redis-server (install only: the package's postinst may start the system
-# service, which we stop because tests run their own instances on random ports) and shellcheck
-# (actionlint runs it on the workflow's scripts).
+# service, which we stop because tests run their own instances on random ports), shellcheck
+# (actionlint runs it on the workflow's scripts) and strace (the read-only root filesystem test
+# traces every file the runtime writes; in CI it fails without strace).
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v shellcheck >/dev/null || missing+=(shellcheck)
+command -v strace >/dev/null || missing+=(strace)
 if [ ${#missing[@]} -eq 0 ]; then
-  log "redis-server, shellcheck: already installed"
+  log "redis-server, shellcheck, strace: already installed"
 else
   log "installing from apt: ${missing[*]}"
   # Root here and in CI; elsewhere (a GitHub runner, a laptop) through sudo.
@@ -109,7 +111,7 @@ elif command -v go >/dev/null; then
   log "actionlint: building $ACTIONLINT_VERSION"
   GOBIN="$BIN" GOFLAGS=-trimpath go install "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION" >&2
 else
-  log "actionlint: no Go toolchain, skipped (the workflow test will say so)"
+  log "actionlint: no Go toolchain, not built (the workflow test skips here and fails in CI)"
 fi
 
 printf 'export CS_HELM3="%s"\n' "$BIN/helm3"

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
 from collections.abc import Iterator
 
 import pytest
-from helpers import EXAMPLE_CONFIG
+from helpers import EXAMPLE_CONFIG, REPO, skip_or_fail
 from runtime.support import RecordingWebserver
 
 from cs_cluster import Cluster, RenderedChart
@@ -33,3 +34,20 @@ def example_cluster() -> Cluster:
 def example_chart(example_cluster: Cluster) -> RenderedChart:
     """The bundled example config, rendered and validated once for the session."""
     return example_cluster.render()
+
+
+@pytest.fixture(scope="session")
+def kubeconfig() -> str:
+    """The local control plane's kubeconfig (`ci/cluster up`: starts it, or finds it running).
+
+    A control plane that does not start fails every test that needs it, with the end of its
+    log; CS_SKIP_CLUSTER_TESTS=1 (outside CI) skips them instead.
+    """
+    result = subprocess.run(["bash", str(REPO / "ci" / "cluster"), "up"], capture_output=True, text=True,
+                            check=False, timeout=3600)
+    if result.returncode != 0:
+        log = "\n".join(result.stderr.strip().splitlines()[-40:])
+        skip_or_fail(f"the local control plane could not start (ci/cluster up exited {result.returncode}):\n{log}",
+                     skip_variable="CS_SKIP_CLUSTER_TESTS")
+    line = next(line for line in result.stdout.splitlines() if line.startswith("export KUBECONFIG="))
+    return line.split("=", 1)[1].strip().strip("'\"")

@@ -6,9 +6,8 @@ import os
 import shutil
 import subprocess
 
-import pytest
 import yaml
-from helpers import REPO
+from helpers import REPO, skip_or_fail
 
 from cs_cluster.helm import cache_dir
 
@@ -19,7 +18,7 @@ def actionlint() -> str:
     for candidate in (str(cache_dir() / "bin" / "actionlint"), shutil.which("actionlint")):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
-    pytest.skip("actionlint is not installed (ci/install-tools.sh builds it with Go)")
+    skip_or_fail("actionlint is not installed (ci/install-tools.sh builds it with Go; install Go first)")
 
 
 def test_actionlint_finds_nothing() -> None:

@@ -36,12 +36,16 @@ def test_lint_strict(helm_binary: str, tmp_path: Path, with_models: bool) -> Non
     assert "0 chart(s) failed" in result.stdout
 
 
-def test_both_helm_majors_render_the_same_objects(helm_binary: str) -> None:
+def test_both_helm_majors_render_the_same_objects() -> None:
     # Secrets the chart generates differ per render; name fixed ones.
     values = values_with(model("a", "b"), model("c", "d", "dask"), redis={"auth": {"existingSecret": "fixed"}},
                          gateway={"auth": {"existingSecret": "fixed-token"}})
-    reference = render_chart(values, helm_binary=find_helm(4))
-    assert render_chart(values, helm_binary=helm_binary).objects == reference.objects
+    majors = {major: subprocess.run([find_helm(major), "version", "--short"], capture_output=True, text=True,
+                                    check=True).stdout for major in (3, 4)}
+    assert majors[3].startswith("v3.") and majors[4].startswith("v4."), majors
+    helm3, helm4 = render_chart(values, helm_binary=find_helm(3)), render_chart(values, helm_binary=find_helm(4))
+    assert helm3.objects == helm4.objects
+    assert len(helm4.find("Deployment")) == 8
 
 
 @pytest.mark.parametrize(
@@ -97,19 +101,28 @@ def test_chart_defaults_validate_against_the_schema() -> None:
     jsonschema.validate(yaml.safe_load((CHART / "values.yaml").read_text()), schema)
 
 
-def install_notes(helm_binary: str, values: dict, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    """`helm install --dry-run=client` prints NOTES.txt without a cluster (Helm 4 only)."""
-    if "helm3" in Path(helm_binary).name:
-        pytest.skip("Helm 3.18 wants an API server even for install --dry-run=client; the cluster tests cover it")
+@pytest.fixture(params=[pytest.param(3, marks=pytest.mark.cluster), 4], ids=["helm3", "helm4"])
+def notes_helm(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, dict[str, str]]:
+    """A helm binary and the environment for `install --dry-run=client`, which prints NOTES.txt.
+
+    Helm 4 needs no cluster for it. Helm 3.18 wants an API server even so: it gets the local
+    control plane (marker `cluster`; without one it fails like the other cluster tests).
+    """
+    kubeconfig = request.getfixturevalue("kubeconfig") if request.param == 3 else str(tmp_path / "none")
+    return find_helm(request.param), {"KUBECONFIG": kubeconfig, "HOME": str(tmp_path)}
+
+
+def install_notes(notes_helm: tuple[str, dict[str, str]], values: dict,
+                  tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    helm_binary, env = notes_helm
     path = tmp_path / "values.yaml"
     path.write_text(yaml.safe_dump(values))
     return subprocess.run([helm_binary, "install", "rel", str(CHART), "--dry-run=client", "-f", str(path)],
-                          capture_output=True, text=True, check=False, env={"KUBECONFIG": str(tmp_path / "none"),
-                                                                            "HOME": str(tmp_path)})
+                          capture_output=True, text=True, check=False, env=env)
 
 
-def test_notes_say_what_was_deployed(helm_binary: str, tmp_path: Path) -> None:
-    result = install_notes(helm_binary, values_with(model("PSLmodels", "OG-USA", "dask", replicas=3),
+def test_notes_say_what_was_deployed(notes_helm: tuple[str, dict[str, str]], tmp_path: Path) -> None:
+    result = install_notes(notes_helm, values_with(model("PSLmodels", "OG-USA", "dask", replicas=3),
                                                     model("PSLmodels", "Tax-Brain", replicas=2)), tmp_path)
     assert result.returncode == 0, result.stderr
     notes = result.stdout.split("NOTES:", 1)[1]
@@ -120,7 +133,7 @@ def test_notes_say_what_was_deployed(helm_binary: str, tmp_path: Path) -> None:
     assert "WARNING: no worker Secret" in notes
 
 
-def test_notes_fail_loudly_on_a_renamed_key(helm_binary: str, tmp_path: Path) -> None:
-    result = install_notes(helm_binary, values_with(model("a", "b", cluster_type="dask")), tmp_path)
+def test_notes_fail_loudly_on_a_renamed_key(notes_helm: tuple[str, dict[str, str]], tmp_path: Path) -> None:
+    result = install_notes(notes_helm, values_with(model("a", "b", cluster_type="dask")), tmp_path)
     assert result.returncode != 0
     assert "models.a-b.cluster_type is a worker_config key; in values it is clusterType" in result.stderr

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import CHART, EXAMPLE_CONFIG, REPO, cs_cluster, write_config
+from helpers import CHART, EXAMPLE_CONFIG, REPO, cs_cluster, skip_or_fail, write_config
 from kube_support import Kube
 
 from cs_cluster import Cluster
@@ -79,12 +79,25 @@ def test_noop_upgrade_and_one_model_bump(kube: Kube, tmp_path: Path) -> None:
 
 
 def previous_chart(tmp_path: Path) -> Path:
-    """The chart as it was at the commit before HEAD, from git."""
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", "HEAD~1", "charts/cs-workers"],
-                             capture_output=True, check=False)
-    if archive.returncode != 0:
-        pytest.skip(f"no previous commit with the chart: {archive.stderr.decode().strip()}")
-    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+    """The chart as it was at the commit before HEAD, from git; a shallow clone fetches that commit."""
+
+    def archive() -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", "HEAD~1", "charts/cs-workers"],
+                              capture_output=True, check=False)
+
+    previous = archive()
+    shallow = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--is-shallow-repository"], capture_output=True,
+                             text=True, check=False).stdout.strip() == "true"
+    if previous.returncode != 0 and shallow:
+        # CI checkouts are often `--depth 1`: one more commit is all this test needs.
+        fetch = subprocess.run(["git", "-C", str(REPO), "fetch", "--quiet", "--deepen=1"], capture_output=True,
+                               text=True, check=False, timeout=300)
+        previous = archive()
+        if previous.returncode != 0:
+            skip_or_fail(f"a shallow clone, and `git fetch --deepen=1` could not fetch HEAD~1: {fetch.stderr.strip()}")
+    if previous.returncode != 0:
+        skip_or_fail(f"no previous commit with the chart: {previous.stderr.decode().strip()}")
+    with tarfile.open(fileobj=io.BytesIO(previous.stdout)) as tar:
         tar.extractall(tmp_path / "previous", filter="data")
     return tmp_path / "previous" / "charts" / "cs-workers"
 

@@ -2,7 +2,7 @@
 
 Redis, the stand-in webserver and the Celery-Sum workers start once per session (a worker
 takes a second or two to boot); tests keep their own state apart by job id. Without
-redis-server every test that needs it is skipped with the reason.
+redis-server every test that needs it is skipped with the reason (fails in CI).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import skip_or_fail
 
 from .support import (
     CELERY_SUM,
@@ -34,7 +35,7 @@ CELERY_SUM_SIM_TIME_LIMIT = 3
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+        skip_or_fail("redis-server is not installed (ci/install-tools.sh installs it from apt)")
     server = RedisServer(tmp_path_factory.mktemp("redis")).start()
     yield server
     server.stop()

@@ -20,6 +20,7 @@ import pytest
 import requests
 import tomllib
 import yaml
+from helpers import skip_or_fail
 
 from .support import CELERY_SUM_CONFIG, DASK_PI_CONFIG, REPO
 
@@ -247,11 +248,12 @@ def strace_works() -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not strace_works(), reason="strace is not installed or may not trace (ptrace) here")
 def test_the_runtime_processes_write_only_under_tmp(redis_server: Any, webserver: Any, tmp_path: Path) -> None:
     """The chart's gateway, Celery sim worker, Dask scheduler and worker, and probe, run with the
     images' ENV (HOME=TMPDIR=/tmp, here a stand-in directory that is also the working directory),
     traced with strace while a Celery and a Dask sim go through: every file they write is there."""
+    if not strace_works():
+        skip_or_fail("strace is not installed or may not trace (ptrace) here (ci/install-tools.sh installs it)")
     from cs_runtime.names import ModelNames
 
     from .support import DASK_PI_CONFIG, free_port, route_entry, wait_until, worker_command, worker_env, write_routes

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -43,7 +42,7 @@ def test_clean_keeps_lowercase_ascii_alphanumerics_only(word: str) -> None:
 @given(st.text(), st.text())
 def test_runtime_and_chart_tooling_agree(owner: str, title: str) -> None:
     """render/cs_cluster computes the chart's names; both sides must give the same."""
-    chart_names = pytest.importorskip("cs_cluster.names")
+    from cs_cluster import names as chart_names
     assert clean(owner) == chart_names.clean(owner)
     assert model_slug(owner, title) == chart_names.model_slug(owner, title)
     assert ModelNames(owner, title).inputs_queue == chart_names.inputs_queue(owner, title)
