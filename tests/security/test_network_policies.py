@@ -96,8 +96,10 @@ def test_gateway_ingress_can_be_limited_to_the_webserver() -> None:
     chart = render_chart(values_with(model("a", "b"), networkPolicy={"gatewayIngressFrom": [webserver_peer]}))
     policies = PolicySet(chart.objects)
     gateway = next(p for p in pods_of(chart.objects) if p.name == "release-gateway")
-    assert policies.allowed(Pod("web", {"app": "webserver"}), gateway, 5050)
-    assert not policies.allowed(Pod("other", {"app": "other"}), gateway, 5050)
+    # A podSelector alone means the release's namespace: a webserver elsewhere needs a namespaceSelector.
+    assert policies.allowed(Pod("web", {"app": "webserver"}, namespace="cs-workers"), gateway, 5050)
+    assert not policies.allowed(Pod("web", {"app": "webserver"}, namespace="web"), gateway, 5050)
+    assert not policies.allowed(Pod("other", {"app": "other"}, namespace="cs-workers"), gateway, 5050)
     assert not policies.allowed(INTERNET, gateway, 5050)
 
 
