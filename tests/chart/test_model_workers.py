@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from helpers import container, env_of, model, values_with
 
-from cs_cluster import render_chart
+from cs_cluster import RenderedChart, render_chart
 from cs_cluster.errors import ToolError
 
 
@@ -165,3 +171,129 @@ def test_image_repository_override_and_registry() -> None:
 def test_missing_image_settings_fail_the_render(values: dict, message: str) -> None:
     with pytest.raises(ToolError, match=message):
         render_chart(values)
+
+
+def sim_worker_env(chart: RenderedChart, slug: str) -> dict[str, str]:
+    """The plain env of a model's sim worker, plus a stand-in for the password it gets from a Secret."""
+    sim = container(chart.one("Deployment", component="model-sim", model=slug))
+    return {**{item["name"]: item["value"] for item in sim["env"] if "value" in item}, "REDIS_PASSWORD": "x"}
+
+
+@pytest.mark.parametrize(("visibility", "sim_time_limit"), [(600, 600), (600, 601), (600, 7200)],
+                         ids=["equal", "one-above", "far-above"])
+def test_visibility_timeout_not_above_a_sim_time_limit_is_refused(visibility: int, sim_time_limit: int) -> None:
+    """README: the visibility timeout must exceed every model's sim time limit, or Redis hands the
+    running sim to a second worker; the chart refuses, naming the model (equality included)."""
+    values = values_with(model("a", "b", simTimeLimit=sim_time_limit), model("c", "d", simTimeLimit=10),
+                         celery={"visibilityTimeout": visibility})
+    with pytest.raises(ToolError, match=r"models\.a-b: .*celery\.visibilityTimeout"):
+        render_chart(values, validate=False)
+
+
+@pytest.mark.parametrize("sim_time_limit", [1, 600, 7200])
+def test_chart_refuses_a_visibility_timeout_exactly_where_the_workers_would_not_start(sim_time_limit: int) -> None:
+    """The rule's source is the runtime (cs_runtime.settings.WorkerSettings): a worker refuses to
+    start unless the visibility timeout is above its longest hard time limit. The chart must
+    refuse the same values, no more and no less: at the limit refused, one second above accepted."""
+    from cs_runtime.errors import ConfigError
+    from cs_runtime.settings import WorkerSettings
+
+    entry = model("a", "b", simTimeLimit=sim_time_limit)
+    env = sim_worker_env(render_chart(values_with(entry, celery={"visibilityTimeout": 10**6}), validate=False), "a-b")
+    hard = WorkerSettings.from_env({k: v for k, v in env.items() if k != "CELERY_VISIBILITY_TIMEOUT"}) \
+        .longest_hard_time_limit()
+    at_limit, above = math.floor(hard), math.floor(hard) + 1
+    with pytest.raises(ConfigError, match="CELERY_VISIBILITY_TIMEOUT"):
+        WorkerSettings.from_env({**env, "CELERY_VISIBILITY_TIMEOUT": str(at_limit)})
+    with pytest.raises(ToolError, match=r"models\.a-b: .*celery\.visibilityTimeout"):
+        render_chart(values_with(entry, celery={"visibilityTimeout": at_limit}), validate=False)
+    accepted = render_chart(values_with(entry, celery={"visibilityTimeout": above}), validate=False)
+    assert WorkerSettings.from_env(sim_worker_env(accepted, "a-b")).visibility_timeout == above
+
+
+@pytest.mark.parametrize(("sim_time_limit", "cap", "grace"), [(900, 3660, 960), (3600, 3660, 3660),
+                                                             (7000, 3660, 3660), (30, 3660, 90), (900, 500, 500)],
+                         ids=["limit+60", "at-cap", "capped", "short", "lower-cap"])
+def test_sim_pods_get_their_time_limit_plus_a_minute_to_finish(sim_time_limit: int, cap: int, grace: int) -> None:
+    """Celery's warm shutdown finishes the running sim on SIGTERM; the kubelet's grace period
+    must let it: simTimeLimit + 60 s, capped by modelDefaults.maxSimGracePeriodSeconds."""
+    chart = render_chart(values_with(model("a", "b", simTimeLimit=sim_time_limit),
+                                     model("c", "d", "dask", simTimeLimit=sim_time_limit),
+                                     modelDefaults={"maxSimGracePeriodSeconds": cap},
+                                     celery={"visibilityTimeout": 100000}), validate=False)
+    for slug in ("a-b", "c-d"):
+        sim = chart.one("Deployment", component="model-sim", model=slug)
+        assert sim["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == grace, slug
+        io = chart.one("Deployment", component="model-io", model=slug)
+        assert io["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 60, slug
+
+
+def test_a_drain_takes_one_sim_pod_and_one_dask_worker_of_a_model_at_a_time() -> None:
+    chart = render_chart(values_with(model("a", "b", replicas=3), model("c", "d", "dask", replicas=4)))
+    budgets = chart.find("PodDisruptionBudget")
+    guarded = sorted((b["metadata"]["labels"]["app.kubernetes.io/component"],
+                      b["metadata"]["labels"]["compute.studio/model"]) for b in budgets)
+    assert guarded == [("dask-worker", "c-d"), ("model-sim", "a-b"), ("model-sim", "c-d")]
+    for budget in budgets:
+        labels = budget["metadata"]["labels"]
+        assert budget["spec"] == {"maxUnavailable": 1, "selector": budget["spec"]["selector"]}
+        workload = chart.one("Deployment", component=labels["app.kubernetes.io/component"],
+                             model=labels["compute.studio/model"])
+        # The budget selects exactly that workload's pods: not another model's, not the io pods.
+        assert budget["spec"]["selector"] == workload["spec"]["selector"]
+        pod_labels = workload["spec"]["template"]["metadata"]["labels"]
+        for other in chart.find("Deployment"):
+            if other is workload:
+                continue
+            other_labels = other["spec"]["template"]["metadata"]["labels"]
+            assert not all(other_labels.get(k) == v for k, v in budget["spec"]["selector"]["matchLabels"].items()), \
+                (budget["metadata"]["name"], other["metadata"]["name"])
+        assert all(pod_labels.get(k) == v for k, v in budget["spec"]["selector"]["matchLabels"].items())
+
+
+def remapped(value: str, mounts: dict[str, Path]) -> str:
+    """A container path as the same file under this test's stand-in for the volume mounted there."""
+    for mount_path, directory in mounts.items():
+        if value == mount_path or value.startswith(mount_path.rstrip("/") + "/"):
+            return str(directory) + value[len(mount_path.rstrip("/")):]
+    return value
+
+
+@pytest.mark.parametrize("cluster_type", ["celery", "dask"])
+def test_worker_probes_read_the_heartbeat_file_the_worker_writes(cluster_type: str, tmp_path: Path) -> None:
+    """The worker touches CS_HEARTBEAT_FILE (cs_runtime.settings reads it: the source); the root
+    file system is read-only, so it must be on a writable volume; and every probe the chart
+    renders, run for real with the container's env, must pass after that beat and fail before."""
+    from cs_runtime.heartbeat import beat
+    from cs_runtime.settings import WorkerSettings
+
+    chart = render_chart(values_with(model("a", "b", cluster_type)))
+    for component in ("model-io", "model-sim"):
+        workload = chart.one("Deployment", component=component)
+        worker = container(workload)
+        pod = workload["spec"]["template"]["spec"]
+        assert worker["securityContext"]["readOnlyRootFilesystem"] is True
+        empty_dirs = {v["name"] for v in pod["volumes"] if "emptyDir" in v}
+        mounts = {m["mountPath"]: tmp_path / component / m["name"] for m in worker["volumeMounts"]
+                  if m["name"] in empty_dirs and not m.get("readOnly")}  # fmt: skip
+        assert mounts, "no writable volume in the worker container"
+        for directory in mounts.values():
+            directory.mkdir(parents=True)
+        plain_env = {item["name"]: item["value"] for item in worker["env"] if "value" in item}
+        settings = WorkerSettings.from_env({**plain_env, "REDIS_PASSWORD": "x"})
+        assert settings.heartbeat_file is not None
+        written = remapped(str(settings.heartbeat_file), mounts)
+        assert written != str(settings.heartbeat_file), \
+            f"{settings.heartbeat_file} is on the read-only root file system, not on a writable volume"
+        env = {**os.environ, **{name: remapped(value, mounts) for name, value in plain_env.items()}}
+        probes = {kind: worker[kind]["exec"]["command"] for kind in ("startupProbe", "readinessProbe", "livenessProbe")}
+        assert len(probes) == 3
+        for kind, command in probes.items():
+            argv = [sys.executable if word == "python" else remapped(word, mounts) for word in command]
+            before = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
+            assert before.returncode == 1 and "no heartbeat yet" in before.stderr, (component, kind, before.stderr)
+        beat(Path(written))
+        for kind, command in probes.items():
+            argv = [sys.executable if word == "python" else remapped(word, mounts) for word in command]
+            after = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
+            assert after.returncode == 0, (component, kind, after.stderr)
