@@ -91,3 +91,49 @@ def skip_or_fail(reason: str, *, skip_variable: str | None = None) -> NoReturn:
         pytest.fail(f"{reason} (set {skip_variable}=1 or deselect with -m 'not cluster' to skip these tests)",
                     pytrace=False)
     pytest.skip(reason)
+
+
+def secrets_of(objects: Any) -> dict[str, dict[str, str]]:
+    """The rendered Secrets' data, decoded, by name."""
+    import base64
+
+    return {o["metadata"]["name"]: {k: base64.b64decode(v).decode() for k, v in (o.get("data") or {}).items()}
+            for o in objects if o.get("kind") == "Secret"}
+
+
+# What a secretKeyRef to a Secret the render does not hold (an existingSecret) stands for.
+EXTERNAL_SECRET_VALUE = "from-a-secret-you-manage"
+
+
+def container_environment(container_spec: dict[str, Any], secrets: dict[str, dict[str, str]]) -> dict[str, str]:
+    """The environment Kubernetes gives a container of this render: envFrom first, then env (which
+    wins); secretKeyRef reads the rendered Secrets. A key of a Secret the render does not hold gets
+    a stand-in value when it is required and stays unset when optional."""
+    environment: dict[str, str] = {}
+    for source in container_spec.get("envFrom") or []:
+        environment.update(secrets.get((source.get("secretRef") or {}).get("name", ""), {}))
+    for item in container_spec.get("env") or []:
+        if "value" in item:
+            environment[item["name"]] = str(item["value"])
+            continue
+        reference = (item.get("valueFrom") or {}).get("secretKeyRef")
+        if reference is None:
+            environment[item["name"]] = "from-the-downward-api"
+        elif reference["key"] in secrets.get(reference["name"], {}):
+            environment[item["name"]] = secrets[reference["name"]][reference["key"]]
+        elif reference["name"] not in secrets and not reference.get("optional"):
+            environment[item["name"]] = EXTERNAL_SECRET_VALUE
+    return environment
+
+
+def runtime_settings(container_spec: dict[str, Any], environment: dict[str, str]) -> Any:
+    """The runtime's settings, built as the container's process builds them at start (None for a
+    container that runs no cs_runtime process); raises the runtime's ConfigError if it would refuse."""
+    from cs_runtime.settings import GatewaySettings, WorkerSettings
+
+    command = container_spec.get("command") or []
+    if command[:3] == ["celery", "--app", "cs_runtime.worker:app"]:
+        return WorkerSettings.from_env(environment)
+    if command[:1] == ["gunicorn"] and "cs_runtime.gateway:create_app()" in command:
+        return GatewaySettings.from_env(environment)
+    return None

@@ -47,6 +47,7 @@ def command_values(args: argparse.Namespace) -> int:
         print(f"wrote {args.output}" + (f" and {secrets_target} (0600, keep out of git)" if split.secrets else ""),
               file=sys.stderr)
         return 0
+    cluster.check()
     if split.secrets:
         if not args.secrets_output:
             raise UsageError("the config has model secrets: give -o FILE or --secrets-output FILE, "

@@ -14,7 +14,7 @@ import yaml
 from . import helm
 from .build import build_commands
 from .config import ModelConfig, load_worker_config
-from .errors import ConfigError, ToolError
+from .errors import ConfigError, ToolError, ValuesRefusedError
 from .render import DEFAULT_KUBERNETES_VERSIONS, RenderedChart, parse_manifests, validate_objects
 from .values import (
     SplitValues,
@@ -83,6 +83,7 @@ class Cluster:
         default_resources = (chart_defaults(self.chart).get("modelDefaults") or {}).get("sim", {}).get("resources")
         self.models: list[ModelConfig] = load_worker_config(self.config_path, default_resources)
         self._split: SplitValues | None = None
+        self._manifests: dict[bool, str] = {}
 
     # -- values -----------------------------------------------------------------------------
     def split_values(self) -> SplitValues:
@@ -120,6 +121,7 @@ class Cluster:
         secrets_target = Path(secrets_path) if secrets_path else (
             secrets_path_for(target) if path else self.secrets_path
         )
+        self.check()
         if split.secrets:
             write_private_file(secrets_target, dump_values(split.secrets, "# Secret values: keep out of git.\n"), 0o600)
         write_private_file(target, dump_values(split.values, self._header()))
@@ -134,11 +136,25 @@ class Cluster:
 
     # -- rendering ------------------------------------------------------------------------------
     def template(self, *, include_secrets: bool = True) -> str:
-        """The manifests, as `helm template` renders them for these values."""
-        split = self.split_values()
-        values = _deep_merge(split.values, split.secrets) if include_secrets else split.values
-        return helm.template(values, release=self.release, namespace=self.namespace, chart=self.chart,
-                             helm=self.helm_binary)
+        """The manifests, as `helm template` renders them for these values (rendered once).
+
+        Raises ValuesRefusedError, naming the config, when the chart's schema or checks refuse them.
+        """
+        if include_secrets not in self._manifests:
+            split = self.split_values()
+            values = _deep_merge(split.values, split.secrets) if include_secrets else split.values
+            try:
+                self._manifests[include_secrets] = helm.template(
+                    values, release=self.release, namespace=self.namespace, chart=self.chart, helm=self.helm_binary)
+            except ValuesRefusedError as error:
+                made_from = f" (with {self.previous_path})" if self.previous_path else ""
+                raise ValuesRefusedError(error.detail + made_from, path=str(self.config_path)) from None
+        return self._manifests[include_secrets]
+
+    def check(self) -> None:
+        """Refuse whatever the chart refuses, before anything is written or built: the chart's
+        schema and checks are the one statement of those rules, so they run here as a render."""
+        self.template()
 
     def render(self, kubernetes_versions: Sequence[str] = DEFAULT_KUBERNETES_VERSIONS) -> RenderedChart:
         """The rendered objects, each validated against the strict Kubernetes schemas."""
@@ -155,6 +171,7 @@ class Cluster:
 
         With `dry_run` the docker commands are printed, not run, and nothing is written.
         """
+        self.check()
         root = repo_root or self.chart.parent.parent
         # A full build (no --models) also builds the gateway, tagged with the chart's appVersion,
         # the tag the chart deploys it with by default.

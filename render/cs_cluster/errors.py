@@ -63,3 +63,9 @@ class ToolError(CsClusterError):
 
 class ManifestError(CsClusterError):
     """A rendered object failed validation against the Kubernetes schemas."""
+
+
+class ValuesRefusedError(ConfigError, ToolError):
+    """Helm refused the values: the chart's schema, or one of its checks (`fail` in
+    templates/_check-values.tpl). The values came from the user, so exit status 2 (a ConfigError);
+    also a ToolError, as every failure of helm is."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -11,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import ToolError
+from .errors import ToolError, ValuesRefusedError
 from .values import dump_yaml
 
 CHART_NAME = "cs-workers"
@@ -66,9 +67,29 @@ def run_helm(arguments: Sequence[str], *, helm: str | None = None, check: bool =
     except subprocess.TimeoutExpired:
         raise ToolError(f"helm {arguments[0]} did not finish in {timeout} s") from None
     if check and result.returncode != 0:
+        refusal = values_refusal(result.stderr)
+        if refusal:
+            raise ValuesRefusedError(f"the chart refuses the values: {refusal}")
         message = " ".join(line.strip() for line in result.stderr.strip().splitlines()[-3:])
         raise ToolError(f"helm {arguments[0]} failed: {message or 'exit status ' + str(result.returncode)}")
     return result
+
+
+# How Helm 3 and 4 report values the chart refuses: a `fail` in a template, or the schema.
+_FAILED_CHECK = re.compile(r"execution error at \([^)]*\): (?P<message>.*?)\s*(?:Use --debug flag.*)?$", re.S)
+_SCHEMA_HEADER = "values don't meet the specifications of the schema"
+
+
+def values_refusal(stderr: str) -> str | None:
+    """The chart's own words when helm failed on the values, as one line; None for other failures."""
+    failed = _FAILED_CHECK.search(stderr)
+    if failed:
+        return " ".join(failed["message"].split())
+    if _SCHEMA_HEADER in stderr:
+        problems = [line.strip()[2:] for line in stderr.split(_SCHEMA_HEADER, 1)[1].splitlines()
+                    if line.strip().startswith("- ")]
+        return "; ".join(problems) or " ".join(stderr.split())
+    return None
 
 
 @contextmanager

@@ -19,7 +19,7 @@ DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 @pytest.fixture(scope="module")
 def two_model_chart() -> RenderedChart:
     return render_chart(values_with(model("PSLmodels", "Tax-Brain"), model("PSLmodels", "OG-USA", "dask"),
-                                    workerSecret={"values": {"COMP_URL": "u"}}))
+                                    workerSecret={"values": {"COMP_URL": "u", "COMP_API_TOKEN": "t"}}))
 
 
 def test_every_object_carries_the_label_contract(two_model_chart: RenderedChart) -> None:

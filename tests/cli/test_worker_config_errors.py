@@ -54,6 +54,13 @@ CASES: list[tuple[str, Any, list[str]]] = [
     ("sim_time_limit zero", [seed(sim_time_limit=0)], ["sim_time_limit", "at least 1"]),
     ("affinity unknown key", [seed(affinity={"zone": "a"})], ["affinity.zone", "only affinity key is 'size'"]),
     ("slug too long", [seed(title="x" * 80)], ["characters; Kubernetes labels allow 63"]),
+    # What the chart refuses, `values` refuses (it renders the chart before writing anything).
+    ("sim_time_limit the workers would refuse", [seed(sim_time_limit=43140)],
+     ["the chart refuses the values", "models.pslmodels-ogusa: simTimeLimit 43140", "celery.visibilityTimeout 43200"]),
+    ("sim_time_limit above the visibility timeout", [seed(sim_time_limit=50000)],
+     ["the chart refuses the values", "simTimeLimit 50000", "longest hard time limit of 50121 s"]),
+    ("secret the runtime reads", [seed(secrets={"CS_MAX_DELIVERIES": "0"})],
+     ["models.pslmodels-ogusa.secrets.values: CS_MAX_DELIVERIES: the chart sets these for the runtime"]),
 ]
 
 

@@ -7,12 +7,11 @@ running for real on loopback, and things going wrong under them. No mocks.
 - the webserver is down while a result is pushed: it arrives once the webserver is back.
 
 Timings are shortened through the chart's own knobs: a 4 s sim_time_limit, and
-`celery.visibilityTimeout: 20` in the values (the chart requires it above every simTimeLimit).
-The runtime also requires the visibility timeout above each worker's longest *hard* time limit:
-the longer of the sim and inputs (10 s) time limits, plus a grace period and the result PUT's
-worst case (121 s with the defaults). So the config shortens those two as well, through the
-model's secrets: the chart hands them to the workers as environment (`envFrom`), exactly as it
-would in a cluster.
+`celery.visibilityTimeout: 20` in the values. The chart, like the runtime, requires the
+visibility timeout above each worker's longest *hard* time limit: the longer of the sim and
+inputs (10 s) time limits, plus a grace period and the result PUT's worst case (121 s with the
+defaults). So the values shorten those two as well (`celery.hardTimeLimitGraceSeconds` and
+`callback`), and the chart hands them to the workers as environment, as it would in a cluster.
 """
 
 from __future__ import annotations
@@ -44,6 +43,10 @@ SIM_TIME_LIMIT = 4
 VISIBILITY_TIMEOUT = 20
 # Longest hard limit (a parse's): 10 s + 1 s grace + PUT worst case (waits 0.25 + 0.5 + 1 + 1,
 # five 1 s requests) = 18.75 s, below the 20 s visibility timeout.
+FAST_VALUES = {
+    "celery": {"visibilityTimeout": VISIBILITY_TIMEOUT, "hardTimeLimitGraceSeconds": 1},
+    "callback": {"attempts": 5, "backoffSeconds": 0.25, "backoffMaxSeconds": 1, "timeoutSeconds": 1},
+}
 FAST_WORKER_ENV = {
     "CS_HARD_TIME_LIMIT_GRACE_SECONDS": "1",
     "CS_CALLBACK_ATTEMPTS": "5",
@@ -65,7 +68,6 @@ def write_config(directory: Path) -> Path:
             "sim_time_limit": SIM_TIME_LIMIT,
             "resources": {"requests": {"cpu": "500m", "memory": "256M"}, "limits": {"cpu": 1, "memory": "512M"}},
             "env": {"BUILD_NUM": 0},
-            "secrets": FAST_WORKER_ENV,
         }
     ]
     path = directory / "worker_config.yaml"
@@ -76,9 +78,10 @@ def write_config(directory: Path) -> Path:
 @pytest.fixture(scope="module")
 def cluster(webserver: RecordingWebserver, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     config = write_config(tmp_path_factory.mktemp("faults"))
-    # celery.visibilityTimeout is the chart value every process gets as CELERY_VISIBILITY_TIMEOUT.
+    # celery.visibilityTimeout is the chart value every process gets as CELERY_VISIBILITY_TIMEOUT;
+    # the hard time limits' inputs reach the workers as CS_HARD_TIME_LIMIT_GRACE_SECONDS, CS_CALLBACK_*.
     local = LocalCluster(config, port=free_port(), comp_url=webserver.url, comp_api_token=TOKEN,
-                         gateway_token=GATEWAY_TOKEN, values={"celery": {"visibilityTimeout": VISIBILITY_TIMEOUT}},
+                         gateway_token=GATEWAY_TOKEN, values=FAST_VALUES,
                          log=lambda message: None)  # fmt: skip
     local.start()
     try:

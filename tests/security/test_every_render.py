@@ -1,5 +1,6 @@
 """Runs after the other test folders: every render the session made passes checkov and the
-restricted standard (renders are kept through CS_RECORD_RENDERS_DIR, see tests/conftest.py)."""
+restricted standard, and the runtime accepts the environment of each of its gateway and worker
+containers (renders are kept through CS_RECORD_RENDERS_DIR, see tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import EXAMPLE_CONFIG, REPO
+from helpers import EXAMPLE_CONFIG, REPO, container_environment, runtime_settings, secrets_of
 
 from cs_cluster import Cluster
 from cs_cluster.helm import cache_dir
@@ -77,3 +78,34 @@ def test_restricted_standard_holds_in_every_render(renders: Path) -> None:
             assert restricted_violations(spec) == [], f"{name} in {render.name}"
             checked += 1
     assert checked > 0
+
+
+def test_runtime_starts_with_the_environment_of_every_rendered_container() -> None:
+    """The chart/runtime contract on every render: what the chart rendered, the runtime accepts at
+    start (cs_runtime.settings is the source of its rules; the chart refuses at render time
+    whatever the runtime would refuse). Each container's environment is built as Kubernetes
+    builds it, from that render's own Secrets."""
+    from cs_runtime.errors import ConfigError as RuntimeConfigError
+
+    Cluster(EXAMPLE_CONFIG, tag="v1", project="cs-test", previous=None).template()
+    seen: set[str] = set()
+    kinds: set[str] = set()
+    for render in Path(os.environ["CS_RECORD_RENDERS_DIR"]).glob("*.yaml"):
+        objects = parse_manifests(render.read_text())
+        secrets = secrets_of(objects)
+        for obj in objects:
+            if obj.get("kind") != "Deployment":
+                continue
+            for spec in obj["spec"]["template"]["spec"]["containers"]:
+                environment = container_environment(spec, secrets)
+                key = json.dumps([spec.get("command"), environment], sort_keys=True)
+                if key in seen:
+                    continue
+                seen.add(key)
+                try:
+                    settings = runtime_settings(spec, environment)
+                except RuntimeConfigError as error:
+                    pytest.fail(f"{obj['metadata']['name']} in {render.name}: the runtime refuses to start: {error}")
+                if settings is not None:
+                    kinds.add(type(settings).__name__)
+    assert kinds == {"GatewaySettings", "WorkerSettings"}

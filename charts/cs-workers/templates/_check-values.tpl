@@ -10,13 +10,41 @@ check-values.yaml (so `helm template` checks too) and NOTES.txt.
 {{- fail (printf "models.%s.%s is a worker_config key; in values it is %s. `cs-cluster values --config worker_config.yaml` converts a whole worker_config." $slug $old $new) }}
 {{- end }}
 {{- end }}
-{{- $limit := $model.simTimeLimit | default $.Values.modelDefaults.simTimeLimit }}
-{{- if le (int $.Values.celery.visibilityTimeout) (int $limit) }}
-{{- fail (printf "models.%s: simTimeLimit %v is not below celery.visibilityTimeout %v; Redis would hand the running sim to a second worker. Raise celery.visibilityTimeout." $slug $limit $.Values.celery.visibilityTimeout) }}
+{{- /* The workers' own start-up rule (cs_runtime.settings.WorkerSettings), refused here first. */}}
+{{- $limit := $model.simTimeLimit | default $.Values.modelDefaults.simTimeLimit | int64 }}
+{{- $inputsLimit := $.Values.modelDefaults.inputsTimeLimit | int64 }}
+{{- $hard := include "cs-workers.hardTimeLimit" (dict "root" $ "soft" (max $limit $inputsLimit)) | float64 }}
+{{- if le (float64 $.Values.celery.visibilityTimeout) $hard }}
+{{- fail (printf "models.%s: simTimeLimit %d gives the model's workers a longest hard time limit of %s s (the longer of simTimeLimit and modelDefaults.inputsTimeLimit %d, plus celery.hardTimeLimitGraceSeconds and the worst case of callback); celery.visibilityTimeout %s must be above it, or the workers refuse to start: Redis would hand a running task to a second worker. Raise celery.visibilityTimeout or lower simTimeLimit." $slug $limit (include "cs-workers.text" $hard) $inputsLimit (include "cs-workers.text" $.Values.celery.visibilityTimeout)) }}
+{{- end }}
+{{- $shadowed := list }}
+{{- range $name, $_ := dig "secrets" "values" dict $model }}
+{{- if include "cs-workers.isRuntimeVariable" $name }}{{ $shadowed = append $shadowed $name }}{{ end }}
+{{- end }}
+{{- if $shadowed }}
+{{- fail (printf "models.%s.secrets.values: %s: the chart sets these for the runtime (names starting CS_ or REDIS_, and %s); rename the secret" $slug (join ", " (sortAlpha $shadowed)) (join ", " (include "cs-workers.runtimeVariableNames" $ | splitList " "))) }}
 {{- end }}
 {{- $expected := printf "%s-%s" (include "cs-workers.clean" $model.owner) (include "cs-workers.clean" $model.title) }}
 {{- if ne $expected $slug }}
 {{- fail (printf "models.%s: the key must be the model's slug %q (clean(owner)-clean(title)), so that its queues and names match what the gateway computes" $slug $expected) }}
 {{- end }}
 {{- end }}
+{{- with $.Values.workerSecret.values }}
+{{- if and (trim (.COMP_URL | default "")) (not (trim (.COMP_API_TOKEN | default ""))) }}
+{{- fail "workerSecret.values: COMP_URL is set but COMP_API_TOKEN is not; workers refuse to start without the token the webserver wants" }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/*
+The environment variables the chart sets on model workers and the runtime reads (see
+docs/runtime-contract.md); a model's secrets must not set them, or they would change the workers
+behind the chart's checks. tests/security/test_every_render.py checks this list against what the
+runtime reads and what the chart renders.
+*/}}
+{{- define "cs-workers.runtimeVariableNames" -}}
+OWNER TITLE SIM_TIME_LIMIT INPUTS_TIME_LIMIT CELERY_VISIBILITY_TIMEOUT DASK_SCHEDULER_ADDRESS COMP_URL COMP_API_TOKEN BUCKET POD_NAME
+{{- end -}}
+{{- define "cs-workers.isRuntimeVariable" -}}
+{{- if or (hasPrefix "CS_" .) (hasPrefix "REDIS_" .) (has . (splitList " " (include "cs-workers.runtimeVariableNames" .))) }}true{{ end }}
 {{- end -}}

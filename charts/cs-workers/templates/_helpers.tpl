@@ -71,6 +71,39 @@ app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
 helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" }}
 {{- end -}}
 
+{{/*
+cs-workers.text: a value as the text its writer meant, for a string field (an image tag, an env
+value). Values reach templates as float64 (from -f files), int64 (from --set) or strings, and Go
+prints a float64 like 20240101 as 2.0240101e+07; a whole number is printed as its digits instead.
+*/}}
+{{- define "cs-workers.text" -}}
+{{- if and (kindIs "float64" .) (eq . (floor .)) -}}
+{{- printf "%.0f" . -}}
+{{- else -}}
+{{- toString . -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+cs-workers.hardTimeLimit (dict "root" $ "soft" $seconds): the hard time limit, in seconds, of a
+parse or sim whose model call may take `soft`: soft + celery.hardTimeLimitGraceSeconds + the
+worst case of the result PUT (every wait min(backoffMaxSeconds, backoffSeconds * 2^(n-2)) before
+attempt n >= 2, plus every attempt timing out). A copy of the runtime's rule
+(cs_runtime.settings.WorkerSettings.hard_time_limit, the source), computed in the same order;
+tests/security/test_every_render.py checks the two agree on every render.
+*/}}
+{{- define "cs-workers.hardTimeLimit" -}}
+{{- $callback := .root.Values.callback -}}
+{{- $waits := 0.0 -}}
+{{- $wait := float64 $callback.backoffSeconds -}}
+{{- range $attempt := until (sub (int $callback.attempts) 1 | int) -}}
+{{- $waits = addf $waits (minf $callback.backoffMaxSeconds $wait) -}}
+{{- $wait = mulf $wait 2 -}}
+{{- end -}}
+{{- $delivery := addf $waits (mulf $callback.attempts $callback.timeoutSeconds) -}}
+{{- addf (addf .soft .root.Values.celery.hardTimeLimitGraceSeconds) $delivery -}}
+{{- end -}}
+
 {{/* clean(word): lowercase alphanumerics only, as Compute Studio named things. */}}
 {{- define "cs-workers.clean" -}}
 {{- regexReplaceAll "[^a-z0-9]" (lower (toString .)) "" -}}
@@ -131,7 +164,7 @@ through this, so merging rules live in one place:
 {{- end -}}
 {{- $repository = printf "%s/%s_tasks" (list $root.Values.modelImages.registry $root.Values.modelImages.project | compact | join "/") $key -}}
 {{- end -}}
-{{- if eq (toString $image.tag) "" -}}
+{{- if eq (include "cs-workers.text" $image.tag) "" -}}
 {{- fail (printf "models.%s.image.tag is empty: every model needs an image tag" $slug) -}}
 {{- end -}}
 key: {{ $key }}
@@ -143,7 +176,7 @@ isDask: {{ $isDask }}
 replicas: {{ $model.replicas | default 1 }}
 simTimeLimit: {{ $model.simTimeLimit | default $defaults.simTimeLimit }}
 inputsTimeLimit: {{ $defaults.inputsTimeLimit }}
-image: {{ printf "%s:%v" $repository $image.tag | quote }}
+image: {{ printf "%s:%s" $repository (include "cs-workers.text" $image.tag) | quote }}
 imagePullPolicy: {{ $image.pullPolicy | default $root.Values.modelImages.pullPolicy }}
 inputsQueue: {{ printf "%s_inputs_queue" $key }}
 simQueue: {{ printf "%s_queue" $key }}
@@ -242,7 +275,7 @@ automountServiceAccountToken: false
 - name: REDIS_HOST
   value: {{ include "cs-workers.redis.fullname" . | quote }}
 - name: REDIS_PORT
-  value: {{ .Values.redis.port | quote }}
+  value: {{ include "cs-workers.text" .Values.redis.port | quote }}
 - name: REDIS_DB
   value: "0"
 - name: REDIS_PASSWORD
@@ -251,7 +284,24 @@ automountServiceAccountToken: false
       name: {{ include "cs-workers.redis.secretName" . }}
       key: {{ .Values.redis.auth.passwordKey }}
 - name: CELERY_VISIBILITY_TIMEOUT
-  value: {{ .Values.celery.visibilityTimeout | quote }}
+  value: {{ include "cs-workers.text" .Values.celery.visibilityTimeout | quote }}
+{{- end -}}
+
+{{/*
+What decides a worker's hard time limits, set in `env` so that nothing in a model's envFrom can
+change them behind the chart's check of celery.visibilityTimeout (env wins over envFrom).
+*/}}
+{{- define "cs-workers.timeLimitEnv" -}}
+- name: CS_HARD_TIME_LIMIT_GRACE_SECONDS
+  value: {{ include "cs-workers.text" .Values.celery.hardTimeLimitGraceSeconds | quote }}
+- name: CS_CALLBACK_ATTEMPTS
+  value: {{ include "cs-workers.text" .Values.callback.attempts | quote }}
+- name: CS_CALLBACK_BACKOFF_SECONDS
+  value: {{ include "cs-workers.text" .Values.callback.backoffSeconds | quote }}
+- name: CS_CALLBACK_BACKOFF_MAX_SECONDS
+  value: {{ include "cs-workers.text" .Values.callback.backoffMaxSeconds | quote }}
+- name: CS_CALLBACK_TIMEOUT_SECONDS
+  value: {{ include "cs-workers.text" .Values.callback.timeoutSeconds | quote }}
 {{- end -}}
 
 {{/*
@@ -262,7 +312,7 @@ upgrade from a values file without secrets never wipes them.
 {{- define "cs-workers.secretData" -}}
 {{- if .values -}}
 {{- range $key, $value := .values }}
-{{ $key }}: {{ toString $value | b64enc | quote }}
+{{ $key }}: {{ include "cs-workers.text" $value | b64enc | quote }}
 {{- end }}
 {{- else -}}
 {{- $existing := lookup "v1" "Secret" .root.Release.Namespace .name -}}
@@ -376,7 +426,7 @@ metadata:
     checkov.io/skip2: CKV_K8S_9=a one-shot check serves no traffic, so it has no readiness to report
 spec:
   restartPolicy: Never
-  {{- include "cs-workers.podSpec" (dict "root" .root "settings" dict "component" .component) | nindent 2 }}
+  {{- include "cs-workers.podSpec" (dict "root" .root "settings" .root.Values.tests "component" .component) | nindent 2 }}
   containers:
     - name: check
       image: {{ .image | quote }}

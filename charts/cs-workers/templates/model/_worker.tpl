@@ -76,9 +76,10 @@ spec:
             - name: CS_CLUSTER_TYPE
               value: {{ $resolved.clusterType }}
             - name: SIM_TIME_LIMIT
-              value: {{ $resolved.simTimeLimit | quote }}
+              value: {{ include "cs-workers.text" $resolved.simTimeLimit | quote }}
             - name: INPUTS_TIME_LIMIT
-              value: {{ $resolved.inputsTimeLimit | quote }}
+              value: {{ include "cs-workers.text" $resolved.inputsTimeLimit | quote }}
+            {{- include "cs-workers.timeLimitEnv" $root | nindent 12 }}
             - name: CS_HEARTBEAT_FILE
               value: /tmp/cs-worker-heartbeat
             {{- if $resolved.isDask }}
