@@ -99,7 +99,63 @@ _UniqueKeyLoader.add_constructor(
 )
 
 
-def load_yaml(path: Path) -> Any:
+@dataclass(frozen=True)
+class Plain:
+    """An unquoted scalar that YAML 1.1 reads as a number, a boolean or a date (`0755` -> 493,
+    `off` -> False, `3.10` -> 3.1): the value YAML made of it and the characters as written.
+
+    Numeric fields use `value`; text fields (owner, title, branch, repo_url, env and secret values,
+    names) use `text`, so they get exactly what the user wrote.
+    """
+
+    value: Any
+    text: str
+
+
+class _WorkerConfigLoader(_UniqueKeyLoader):
+    """The worker_config loader: keeps the written text of every unquoted non-string scalar."""
+
+
+def _keeping_text(tag: str) -> Any:
+    construct = yaml.SafeLoader.yaml_constructors[tag]
+
+    def construct_plain(loader: _WorkerConfigLoader, node: yaml.ScalarNode) -> Any:
+        value = construct(loader, node)
+        # Plain style is None (pure Python parser) or "" (libyaml); a quoted scalar is text already.
+        return Plain(value, node.value) if not node.style else value
+
+    return construct_plain
+
+
+for _tag in ("bool", "int", "float", "timestamp"):
+    _WorkerConfigLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", _keeping_text(f"tag:yaml.org,2002:{_tag}"))
+
+
+def as_text(value: Any) -> str:
+    """A scalar as text: the characters written for a Plain scalar; for plain Python data (from
+    the API), booleans as YAML writes them and everything else through str()."""
+    if isinstance(value, Plain):
+        return value.text
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def as_value(value: Any) -> Any:
+    """What YAML made of a scalar (the number, for numeric fields)."""
+    return value.value if isinstance(value, Plain) else value
+
+
+def _keys_as_text(data: Any) -> Any:
+    """Every mapping key as the text written: worker_config keys are names (`ON:` is not True)."""
+    if isinstance(data, dict):
+        return {as_text(key) if isinstance(key, Plain) else key: _keys_as_text(item) for key, item in data.items()}
+    if isinstance(data, list):
+        return [_keys_as_text(item) for item in data]
+    return data
+
+
+def load_yaml(path: Path, loader: type[yaml.SafeLoader] = _UniqueKeyLoader) -> Any:
     """Parse a YAML file, turning every failure into a ConfigError with the line."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -108,7 +164,7 @@ def load_yaml(path: Path) -> Any:
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"cannot read: {error}", path=str(path)) from None
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=loader)  # noqa: S506 - SafeLoader subclasses
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         problem = getattr(error, "problem", None) or str(error)
@@ -162,9 +218,9 @@ class _ModelReader:
         if key not in self.entry or self.entry[key] in (None, ""):
             raise self.fail("is required", key)
         value = self.entry[key]
-        if not isinstance(value, (str, int)) or isinstance(value, bool):
+        if not isinstance(value, (str, int, Plain)) or isinstance(value, bool):
             raise self.fail(f"must be a string, got {_type_name(value)}", key)
-        value = str(value)
+        value = as_text(value)
         if not value.isprintable():
             raise self.fail(f"{value!r} has control characters", key, "names are one line of printable text")
         if not clean(value):
@@ -176,6 +232,7 @@ class _ModelReader:
 
     def _cluster_type(self) -> ClusterType:
         value = self.entry.get("cluster_type", "single-core")
+        value = as_text(value) if isinstance(value, Plain) else value
         if value not in CLUSTER_TYPES:
             raise self.fail(
                 f"unknown cluster_type {value!r}", "cluster_type", "use one of: " + ", ".join(CLUSTER_TYPES)
@@ -183,7 +240,7 @@ class _ModelReader:
         return CLUSTER_TYPES[value]
 
     def _whole_number(self, key: str, *, default: int, minimum: int) -> int:
-        value = self.entry.get(key, default)
+        value = as_value(self.entry.get(key, default))
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.fail(f"must be a whole number, got {value!r}", key)
         if value < minimum:
@@ -199,9 +256,9 @@ class _ModelReader:
         value = self.entry.get(key)
         if value is None:
             return None
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        if not isinstance(value, (str, int, float, Plain)) or isinstance(value, bool):
             raise self.fail(f"must be a string, got {_type_name(value)}", key)
-        return str(value)
+        return as_text(value)
 
     def _flat_map(self, key: str, *, env_names: bool) -> dict[str, str]:
         value = self.entry.get(key)
@@ -216,10 +273,14 @@ class _ModelReader:
                     f"{name!r} is not a valid variable name", f"{key}.{name}",
                     "use letters, digits and _ and do not start with a digit",
                 )
-            if isinstance(item, (dict, list)) or item is None:
+            if isinstance(item, (dict, list)):
                 raise self.fail(f"must be a plain value, got {_type_name(item)}", f"{key}.{name}",
                                 "this map must be flat: NAME: value")
-            result[name] = str(item).lower() if isinstance(item, bool) else str(item)
+            if item is None:
+                raise self.fail("has no value", f"{key}.{name}",
+                                "write the value, in quotes if it is text such as 'null' or '~'")
+            # The characters written: `0755` stays "0755", `off` stays "off", `3.10` stays "3.10".
+            result[name] = as_text(item)
         return result
 
     def _node_sizes(self) -> tuple[str, ...]:
@@ -232,8 +293,10 @@ class _ModelReader:
             if key != "size":
                 raise self.fail("unknown key", f"affinity.{key}", "the only affinity key is 'size'")
         sizes = affinity.get("size")
-        if isinstance(sizes, str):
+        if isinstance(sizes, (str, Plain)):
             sizes = [sizes]
+        if isinstance(sizes, list):
+            sizes = [as_text(size) if isinstance(size, Plain) else size for size in sizes]
         if not isinstance(sizes, list) or not sizes or not all(isinstance(s, str) and s for s in sizes):
             raise self.fail("must be a size or a list of sizes, like small or [small, medium]", "affinity.size")
         return tuple(sizes)
@@ -259,6 +322,7 @@ class _ModelReader:
             parsed[section] = {}
             result[section] = {}
             for resource, quantity in items.items():
+                quantity = as_value(quantity)
                 where = f"resources.{section}.{resource}"
                 try:
                     parsed[section][resource] = parse_quantity(quantity)
@@ -293,6 +357,7 @@ class _ModelReader:
 
 
 def _type_name(value: Any) -> str:
+    value = as_value(value)
     if value is None:
         return "nothing"
     return {dict: "a mapping", list: "a list", str: "a string", bool: "true/false"}.get(
@@ -311,6 +376,7 @@ def parse_worker_config(
             f"must be a list of models, got {_type_name(data)}", path=path,
             hint="each model starts with '- owner: ...'",
         )
+    data = _keys_as_text(data)
     models = [
         _ModelReader(path, index, entry, default_resources or {}).read() for index, entry in enumerate(data)
     ]
@@ -346,4 +412,4 @@ def load_worker_config(path: str | Path, default_resources: dict[str, Any] | Non
     below a default request is caught here rather than by the API server.
     """
     path = Path(path)
-    return parse_worker_config(load_yaml(path), str(path), default_resources)
+    return parse_worker_config(load_yaml(path, _WorkerConfigLoader), str(path), default_resources)

@@ -121,12 +121,40 @@ def _validator(kind: str, api_version: str, version: str) -> Any:
     return jsonschema.validators.Draft202012Validator(schema, registry=registry)
 
 
+def _pod_spec(obj: dict[str, Any]) -> dict[str, Any] | None:
+    spec = obj.get("spec") or {}
+    if obj.get("kind") == "Pod":
+        return spec
+    template_spec = ((spec.get("jobTemplate") or {}).get("spec") or spec).get("template", {}).get("spec")
+    return template_spec if isinstance(template_spec, dict) else None
+
+
+def check_image_references(obj: dict[str, Any], name: str) -> None:
+    """Raise ManifestError for a container image that is not a valid reference (distribution's
+    grammar): the schemas accept any string, the kubelet would fail with InvalidImageName."""
+    from docker_image import reference
+
+    spec = _pod_spec(obj) or {}
+    for group in ("initContainers", "containers", "ephemeralContainers"):
+        for container in spec.get(group) or []:
+            image = container.get("image")
+            try:
+                reference.Reference.parse(image)
+            except Exception as error:  # the library raises its own classes, and TypeError on None
+                raise ManifestError(
+                    f"{name}: container {container.get('name')} has image {image!r}, which is not a valid "
+                    f"image reference ({error}); write image tags in quotes in YAML"
+                ) from None
+
+
 def validate_objects(objects: Iterable[dict[str, Any]], kubernetes_versions: Sequence[str]) -> None:
-    """Raise ManifestError for the first object the strict schemas reject."""
+    """Raise ManifestError for the first object the strict schemas reject, or whose container
+    images are not valid references."""
     import jsonschema
 
     for obj in objects:
         name = f"{obj.get('kind')}/{(obj.get('metadata') or {}).get('name')}"
+        check_image_references(obj, name)
         for version in kubernetes_versions:
             try:
                 validator = _validator(str(obj.get("kind")), str(obj.get("apiVersion")), _schema_version(version))

@@ -141,9 +141,11 @@ def build_values(
     return SplitValues(values=values, secrets={"models": secrets} if secrets else {})
 
 
-# Strings Helm's YAML reader (YAML 1.1 rules) takes for booleans, though PyYAML writes them bare:
-# a model titled "N" must stay the string "N".
-_GO_YAML_BOOLEANS = re.compile(r"^(y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF)$")
+# Strings Helm's YAML reader (go-yaml) can only take as strings when written bare: they start with
+# a letter (go-yaml reads `1e3`, `0o17` and `1_000` as numbers, though PyYAML writes them bare) and
+# are not a YAML 1.1 boolean or null (a model titled "N" must stay the string "N").
+_SAFE_BARE = re.compile(r"^[A-Za-z]")
+_GO_YAML_WORDS = re.compile(r"^(y|yes|n|no|on|off|true|false|null)$", re.IGNORECASE)
 
 
 _SafeDumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -154,7 +156,7 @@ class _HelmSafeDumper(_SafeDumper):  # type: ignore[valid-type,misc]
 
 
 def _represent_string(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "'" if _GO_YAML_BOOLEANS.match(value) else None
+    style = None if _SAFE_BARE.match(value) and not _GO_YAML_WORDS.match(value) else "'"
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import SEED_MODEL, cs_cluster, write_config
+from helpers import SEED_MODEL, container, cs_cluster, env_of, write_config
 
 from cs_cluster import Cluster, render_chart
+from cs_cluster.names import clean
 
 TAXBRAIN = {"owner": "PSLmodels", "title": "Tax-Brain", "cluster_type": "single-core", "replicas": 2,
             "repo_url": "https://github.com/PSLmodels/Tax-Brain", "sim_time_limit": 600,
@@ -153,3 +154,44 @@ def test_committed_example_values_are_current(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert fresh.read_text() == committed.read_text(), "regenerate values/cs-workers-dev.yaml (see its header)"
     assert render_chart(values_files=[committed]).find("Deployment", component="dask-worker")
+
+
+# Unquoted scalars YAML 1.1 (PyYAML) or go-yaml (Helm) would read as something other than the
+# text written: octal, booleans, floats that drop a zero, go-yaml's 0o/1e/_ forms, dates.
+WRITTEN_BARE = ["0755", "off", "3.10", "0123", "1e3", "0o17", "1_000", "yes", "N", "2020-01-01", "+1", ".5",
+                "0x1F", "true", "1.0"]
+
+
+@pytest.mark.parametrize("major", [3, 4], ids=["helm3", "helm4"])
+def test_text_fields_keep_the_characters_written(tmp_path: Path, major: int) -> None:
+    """owner, title, branch, repo_url, env and secret values reach the values file, Helm and the
+    rendered pods as exactly the text written unquoted in the worker_config."""
+    import base64
+
+    from cs_cluster.helm import find_helm
+
+    lines = []
+    for text in WRITTEN_BARE:
+        lines += [f"- owner: {text}", f"  title: {text}", f"  branch: {text}", f"  repo_url: {text}",
+                  f"  env: {{V: {text}}}", f"  secrets: {{PIN: {text}, off: {text}}}"]
+    config = write_config(tmp_path, "\n".join(lines) + "\n")
+    models = {(m.owner, m.title, m.branch, m.repo_url, m.env["V"], m.secrets["PIN"])
+              for m in Cluster(config, tag="t", project="p", previous=None).models}
+    assert models == {(text,) * 6 for text in WRITTEN_BARE}
+    output = tmp_path / "values.yaml"
+    result = cs_cluster("values", "--config", config, "--tag", "1.10", "--project", "p", "-o", output,
+                        env={**__import__("os").environ, "CS_HELM": find_helm(major)})
+    assert result.returncode == 0, result.stderr
+    chart = render_chart(values_files=[output, tmp_path / "values.secrets.yaml"], helm_binary=find_helm(major))
+    wrong = []
+    for text in WRITTEN_BARE:
+        slug = f"{clean(text)}-{clean(text)}"
+        env = env_of(chart.one("Deployment", component="model-sim", model=slug))
+        secret = chart.one("Secret", model=slug)["data"]
+        found = {"OWNER": env["OWNER"], "TITLE": env["TITLE"], "PIN": base64.b64decode(secret["PIN"]).decode(),
+                 "off": base64.b64decode(secret["off"]).decode(),
+                 "image": container(chart.one("Deployment", component="model-sim", model=slug))["image"]}
+        if found != {"OWNER": text, "TITLE": text, "PIN": text, "off": text,
+                     "image": f"gcr.io/p/{clean(text)}_{clean(text)}_tasks:1.10"}:
+            wrong.append((text, found))
+    assert wrong == []

@@ -50,6 +50,8 @@ CASES: list[tuple[str, Any, list[str]]] = [
     ("secrets not a map", [seed(secrets=["A"])], ["field 'secrets'", "mapping"]),
     ("env not flat", [seed(env={"BUILD_NUM": [1]})], ["env.BUILD_NUM", "flat"]),
     ("bad env name", [seed(env={"1X": 1})], ["env.1X", "not a valid variable name"]),
+    ("env value left empty", "- owner: a\n  title: b\n  env: {X: }\n", ["env.X", "has no value", "in quotes"]),
+    ("secret value null", "- owner: a\n  title: b\n  secrets: {X: null}\n", ["secrets.X", "has no value"]),
     ("secret and secrets", [seed(secret={"A": "b"})], ["'secrets' or its old spelling 'secret'"]),
     ("sim_time_limit zero", [seed(sim_time_limit=0)], ["sim_time_limit", "at least 1"]),
     ("affinity unknown key", [seed(affinity={"zone": "a"})], ["affinity.zone", "only affinity key is 'size'"]),

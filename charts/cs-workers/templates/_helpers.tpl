@@ -312,7 +312,8 @@ upgrade from a values file without secrets never wipes them.
 {{- define "cs-workers.secretData" -}}
 {{- if .values -}}
 {{- range $key, $value := .values }}
-{{ $key }}: {{ include "cs-workers.text" $value | b64enc | quote }}
+{{- /* Keys quoted too: a secret named `off` or `N` must not reach the API server as false. */}}
+{{ $key | quote }}: {{ include "cs-workers.text" $value | b64enc | quote }}
 {{- end }}
 {{- else -}}
 {{- $existing := lookup "v1" "Secret" .root.Release.Namespace .name -}}
