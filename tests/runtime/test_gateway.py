@@ -142,6 +142,27 @@ def test_pending_jobs_answer_202_and_count_in_qlength(gateway: FlaskClient) -> N
     assert parse["qlength"] == 1  # parses have their own (inputs) queue
 
 
+@pytest.mark.parametrize(("route", "pending_status"), [("get", 202), ("query", 200)])
+def test_a_job_is_answered_only_under_its_own_model(
+    gateway: FlaskClient, routes_path: Path, redis_server: RedisServer, route: str, pending_status: int
+) -> None:
+    """A job id is known only under the model it was submitted to; another model's job and an id
+    nobody handed out get the same 404, never a PENDING that lasts forever."""
+    write_routes(routes_path, route_entry(CELERY_SUM), route_entry(IDLE), route_entry(ModelNames("cs-tests", "Other")))
+    body: dict[str, Any] = {"meta_param_dict": {}, "adjustment": {}}
+    sim_id = gateway.post(f"{IDLE_URL}/sim", json=body).get_json()["job_id"]
+    parse_id = gateway.post(f"{IDLE_URL}/parse", json={**body, "errors_warnings": {}}).get_json()["job_id"]
+    for job_id in (sim_id, parse_id):
+        assert gateway.get(f"{IDLE_URL}/{route}/{job_id}/").status_code == pending_status
+    unknown = str(uuid.uuid4())
+    for url in (f"{CELERY_SUM_URL}/{route}/{sim_id}", f"/cs-tests/Other/{route}/{parse_id}/",
+                f"{IDLE_URL}/{route}/{unknown}"):
+        response = gateway.get(url)
+        assert response.status_code == 404, url
+        assert response.get_json() == {"error": f"unknown job {url.rstrip('/').rsplit('/', 1)[1]} for this model"}
+    assert redis_server.client().ttl(f"cs-workers:job:{sim_id}") > 6 * 86400  # known for a week
+
+
 def test_inputs_without_an_io_worker_time_out_with_504(gateway: FlaskClient) -> None:
     response = gateway.post(f"{IDLE_URL}/inputs", json={})
     assert response.status_code == 504
@@ -214,7 +235,8 @@ def test_token_is_required_when_configured(make_gateway: MakeGateway) -> None:
         assert response.status_code == 401, headers
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
         assert "error" in response.get_json()
-    assert gateway.get(url, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+    # With the token the request gets through to the route: an id nobody handed out is unknown.
+    assert gateway.get(url, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 404
 
 
 def test_other_http_errors_are_json(gateway: FlaskClient) -> None:
@@ -224,12 +246,17 @@ def test_other_http_errors_are_json(gateway: FlaskClient) -> None:
     assert no_route.status_code == 404 and "error" in no_route.get_json()
 
 
-def test_a_new_model_is_routed_without_a_restart(gateway: FlaskClient, routes_path: Path) -> None:
+def test_a_new_model_is_routed_without_a_restart(
+    gateway: FlaskClient, routes_path: Path, redis_server: RedisServer
+) -> None:
     new = ModelNames("cs-tests", "Brand-New")
     url = f"/cs-tests/Brand-New/get/{uuid.uuid4()}"
     assert gateway.get(url).status_code == 404
     write_routes(routes_path, route_entry(CELERY_SUM), route_entry(IDLE), route_entry(new))
-    assert gateway.get(url).status_code == 202
+    body = {"meta_param_dict": {}, "adjustment": {}}
+    job_id = gateway.post("/cs-tests/Brand-New/sim", json=body).get_json()["job_id"]
+    assert gateway.get(f"/cs-tests/Brand-New/get/{job_id}").status_code == 202
+    redis_server.client().delete(new.sim_queue)
 
 
 def test_missing_routing_table_is_503(make_gateway: MakeGateway, tmp_path: Path) -> None:

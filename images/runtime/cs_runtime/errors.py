@@ -25,6 +25,10 @@ class UnknownModelError(CsRuntimeError):
     """A request named a model that is not in the routing table."""
 
 
+class UnknownJobError(CsRuntimeError):
+    """A request named a job id the gateway never handed out for that model (or forgot)."""
+
+
 class BadRequestError(CsRuntimeError):
     """A request (an HTTP body or path, or task arguments) that cannot be accepted."""
 

@@ -13,7 +13,8 @@ had them (trailing slashes optional, repeated slashes read as one):
 - GET  /<owner>/<title>/get/<job_id>                         -> envelope, or 202 while pending
 
 Every error is a JSON object `{"error": message}`: 400 for a malformed body, 401 without
-the gateway token (when CS_GATEWAY_TOKEN is set), 404 for an unknown model, 413 for a body
+the gateway token (when CS_GATEWAY_TOKEN is set), 404 for an unknown model or a job id not handed
+out for the model the URL names (job ids are kept a week, jobs.JOB_RECORD_SECONDS), 413 for a body
 over CS_GATEWAY_MAX_BODY_BYTES, 503 when Redis or the routing table is missing, 504 when a
 synchronous job does not answer in time.
 """
@@ -38,6 +39,7 @@ from cs_runtime.errors import (
     CsRuntimeError,
     JobTimeoutError,
     RoutingTableError,
+    UnknownJobError,
     UnknownModelError,
 )
 from cs_runtime.jobs import JobClient
@@ -50,6 +52,7 @@ log = logging.getLogger(__name__)
 STATUS_OF_ERROR: Final[dict[type[CsRuntimeError], int]] = {
     BadRequestError: 400,
     UnknownModelError: 404,
+    UnknownJobError: 404,
     RoutingTableError: 503,
     BrokerUnavailableError: 503,
     JobTimeoutError: 504,
@@ -183,7 +186,7 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
 
     def enqueue(route: Route, kind: TaskKind, queue: str, fields: list[JsonObject]) -> Response:
         job_id = str(uuid.uuid4())
-        qlength = jobs.enqueue(route.tasks[kind], queue, [job_id, *fields], job_id)
+        qlength = jobs.enqueue(route.tasks[kind], queue, [job_id, *fields], job_id, route.slug)
         return jsonify({"job_id": job_id, "qlength": qlength})
 
     def parse(owner: str, title: str) -> Response:
@@ -196,14 +199,19 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
         fields = body_fields(("meta_param_dict", "adjustment"))
         return enqueue(route, "sim", route.sim_queue, fields)
 
+    def own_job(owner: str, title: str, job_id: str) -> str:
+        """The job id, once it is known to belong to the model the URL names (404 otherwise)."""
+        route = routes.lookup(owner, title)
+        job_id = checked_job_id(job_id)
+        jobs.check_model(job_id, route.slug)
+        return job_id
+
     def query(owner: str, title: str, job_id: str) -> Response:
-        routes.lookup(owner, title)
-        status = jobs.status(checked_job_id(job_id))
+        status = jobs.status(own_job(owner, title, job_id))
         return jsonify({"job_id": status.job_id, "ready": status.ready, "status": status.status})
 
     def get(owner: str, title: str, job_id: str) -> tuple[Response, int]:
-        routes.lookup(owner, title)
-        job_id = checked_job_id(job_id)
+        job_id = own_job(owner, title, job_id)
         envelope = jobs.result(job_id)
         if envelope is None:
             return jsonify({"job_id": job_id, "status": "PENDING"}), 202

@@ -24,7 +24,7 @@ from celery.result import AsyncResult  # type: ignore[import-untyped]
 from kombu.exceptions import OperationalError
 
 from cs_runtime.envelope import FAIL, Envelope, failure_envelope
-from cs_runtime.errors import BrokerUnavailableError, JobTimeoutError
+from cs_runtime.errors import BrokerUnavailableError, JobTimeoutError, UnknownJobError
 
 # Socket connect timeout towards Redis: a gateway request must fail fast (503) when Redis
 # is away, not hang its gunicorn worker.
@@ -36,6 +36,17 @@ MAX_POLL_SECONDS = 0.2
 
 # Errors that mean "Redis is not there": kombu wraps broker errors, redis-py raises its own.
 REDIS_DOWN = (OperationalError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+# Which model each parse and sim job belongs to: `get` and `query` answer a job only under its own
+# model, and a job id nobody handed out is unknown (404), not forever PENDING. Kept a week: longer
+# than a sim waits in a queue, runs, and keeps its result (Celery's result_expires, one day).
+JOB_KEY_PREFIX = "cs-workers:job:"
+JOB_RECORD_SECONDS = 7 * 86400
+
+
+def job_key(job_id: str) -> str:
+    """The Redis key that holds the slug of job `job_id`'s model."""
+    return f"{JOB_KEY_PREFIX}{job_id}"
 
 
 @dataclass(frozen=True)
@@ -99,14 +110,27 @@ class JobClient:
         except REDIS_DOWN as exc:
             raise BrokerUnavailableError(f"cannot reach Redis: {exc}") from None
 
-    def enqueue(self, task_name: str, queue: str, args: list[Any], job_id: str) -> int:
-        """Queue an asynchronous task (parse, sim) under `job_id`; returns the queue length."""
+    def enqueue(self, task_name: str, queue: str, args: list[Any], job_id: str, model: str) -> int:
+        """Queue an asynchronous task (parse, sim) under `job_id` for `model` (its slug); returns
+        the queue length."""
         try:
+            # Recorded first, so that a result can never be asked for before its job is known.
+            self.redis.set(job_key(job_id), model, ex=JOB_RECORD_SECONDS)
             self.sender.send_task(task_name, args=args, queue=queue, task_id=job_id)
             # Celery's Redis transport keeps a queue's waiting messages in a list of its name.
             return int(self.redis.llen(queue))
         except REDIS_DOWN as exc:
             raise BrokerUnavailableError(f"cannot reach Redis: {exc}") from None
+
+    def check_model(self, job_id: str, model: str) -> None:
+        """UnknownJobError unless `job_id` was handed out for `model` (a slug); the same answer for
+        another model's job as for no job, so ids of other models' jobs are not confirmed."""
+        try:
+            owner = self.redis.get(job_key(job_id))
+        except REDIS_DOWN as exc:
+            raise BrokerUnavailableError(f"cannot reach Redis: {exc}") from None
+        if owner is None or (owner.decode() if isinstance(owner, bytes) else owner) != model:
+            raise UnknownJobError(f"unknown job {job_id} for this model")
 
     def status(self, job_id: str) -> JobStatus:
         """Where job `job_id` is."""
