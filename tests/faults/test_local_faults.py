@@ -30,7 +30,13 @@ import pytest
 import redis
 import yaml
 from helpers import REPO
-from runtime.support import RecordingWebserver, child_pids, free_port, wait_until
+from runtime.support import (
+    RecordingWebserver,
+    child_pids,
+    free_port,
+    wait_until,
+    wait_until_nothing_can_deliver_again,
+)
 
 from cs_cluster.local import LocalCluster, RunningProcess
 
@@ -39,6 +45,7 @@ pytestmark = pytest.mark.slow
 TOKEN = "faults-api-token-1234"
 GATEWAY_TOKEN = "faults-gateway-token-5678"
 MODEL = "/cs-examples/Celery-Sum"
+SIM_QUEUE = "csexamples_celerysum_queue"
 SIM_TIME_LIMIT = 4
 VISIBILITY_TIMEOUT = 20
 # Longest hard limit (a parse's): 10 s + 1 s grace + PUT worst case (waits 0.25 + 0.5 + 1 + 1,
@@ -125,10 +132,12 @@ def puts_for(webserver: RecordingWebserver, job_id: str) -> list[Any]:
     return [put for put in webserver.puts if put.body.get("job_id") == job_id]
 
 
-def assert_exactly_one_success(webserver: RecordingWebserver, job_id: str, timeout: float) -> None:
+def assert_exactly_one_success(cluster: LocalCluster, webserver: RecordingWebserver, job_id: str,
+                               timeout: float) -> None:
     put = webserver.put_for(job_id, timeout=timeout)
     assert put.path == "/outputs/api/" and put.body["status"] == "SUCCESS", put.body
-    time.sleep(1.5)  # a second delivery, if any, would come right after
+    # No copy left that Redis could hand out again, now or after a visibility timeout.
+    wait_until_nothing_can_deliver_again(redis_client(cluster), job_id, [SIM_QUEUE], timeout=VISIBILITY_TIMEOUT)
     assert [p.body["status"] for p in puts_for(webserver, job_id)] == ["SUCCESS"]
 
 
@@ -154,7 +163,7 @@ def test_results_reach_a_webserver_that_was_down_when_they_were_pushed(
         wait_until(lambda: f"job {job_id}: PUT to {webserver.url}/outputs/api/ failed (attempt 2"
                    in sim.log_path.read_text(errors="replace"), 30, "two failed PUTs")  # fmt: skip
         assert puts_for(webserver, job_id) == []
-    assert_exactly_one_success(webserver, job_id, timeout=15)
+    assert_exactly_one_success(cluster, webserver, job_id, timeout=15)
 
 
 def test_a_sim_whose_pool_process_is_killed_completes_once(
@@ -167,7 +176,7 @@ def test_a_sim_whose_pool_process_is_killed_completes_once(
     wait_until(lambda: job_status(cluster, job_id) == "STARTED", 30, "the sim to start")
     (pool_process,) = child_pids(sim.process.pid)
     os.kill(pool_process, signal.SIGKILL)
-    assert_exactly_one_success(webserver, job_id, timeout=30)
+    assert_exactly_one_success(cluster, webserver, job_id, timeout=30)
     assert "WorkerLostError" in sim.log_path.read_text(errors="replace")
 
 
@@ -189,7 +198,7 @@ def test_a_sim_whose_whole_worker_is_killed_completes_once_after_a_restart(
     assert puts_for(webserver, job_id) == []  # killed before it could deliver anything
     restarted = cluster.restart(sim.spec.name)
     assert restarted.process.pid != sim.process.pid
-    assert_exactly_one_success(webserver, job_id, timeout=30)
+    assert_exactly_one_success(cluster, webserver, job_id, timeout=30)
     assert job_status(cluster, job_id) == "SUCCESS"
 
 
@@ -199,7 +208,7 @@ def test_sims_queued_across_a_redis_restart_complete(cluster: LocalCluster, webs
     sim.process.wait(timeout=30)
     job_ids = [submit(cluster) for _ in range(3)]
     client = redis_client(cluster)
-    queue = "csexamples_celerysum_queue"
+    queue = SIM_QUEUE
     assert client.llen(queue) == 3
 
     os.killpg(broker.process.pid, signal.SIGTERM)  # Redis writes its appendonly file and exits
@@ -211,10 +220,10 @@ def test_sims_queued_across_a_redis_restart_complete(cluster: LocalCluster, webs
 
     cluster.restart(sim.spec.name)
     for job_id in job_ids:
-        assert_exactly_one_success(webserver, job_id, timeout=30)
+        assert_exactly_one_success(cluster, webserver, job_id, timeout=30)
     # The processes that stayed up reconnected: the io worker answers, the gateway sends again.
     wait_until(lambda: request(cluster, "POST", f"{MODEL}/version/", {})[0] == 200, 60, "the io worker")
-    assert_exactly_one_success(webserver, submit(cluster), timeout=30)
+    assert_exactly_one_success(cluster, webserver, submit(cluster), timeout=30)
     assert cluster.exited() == []
 
 

@@ -116,7 +116,7 @@ def test_the_gateway_wants_its_token(cluster: LocalCluster) -> None:
 def test_unknown_model_is_404(cluster: LocalCluster) -> None:
     status, body = request(cluster.gateway_port, "POST", "/nobody/Nothing/sim", {"meta_param_dict": {},
                                                                                  "adjustment": {}})
-    assert status == 404 and "error" in body
+    assert (status, body) == (404, {"error": "unknown model nobody/Nothing (looked up as 'nobody-nothing')"})
 
 
 def test_every_process_shares_the_rendered_settings(cluster: LocalCluster) -> None:

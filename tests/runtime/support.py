@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -60,6 +60,38 @@ def wait_until(check: Callable[[], T | None], timeout: float, what: str, interva
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+# kombu's Redis transport keeps every delivered, not yet acknowledged message in this hash
+# (kombu.transport.redis.Channel.unacked_key); it restores them once older than the visibility timeout.
+UNACKED_KEY = "unacked"
+
+
+def copies_of_job(client: redis.Redis, job_id: str, queues: Sequence[str]) -> list[str]:
+    """Where Redis still holds a message of task `job_id`: waiting in one of `queues`, or
+    delivered and unacknowledged (which Redis hands out again after the visibility timeout)."""
+    needle = job_id.encode()
+    found = [f"queue {queue}" for queue in queues for entry in client.lrange(queue, 0, -1) if needle in entry]
+    found += [f"unacked {tag!r}" for tag, entry in client.hgetall(UNACKED_KEY).items() if needle in entry]
+    return found
+
+
+def wait_until_nothing_can_deliver_again(client: redis.Redis, job_id: str, queues: Sequence[str],
+                                         timeout: float) -> None:
+    """Exactly once is a fact only when no copy of the job's message is left to deliver: the one
+    delivery was acknowledged (with acks_late, once the task returned, its result PUT and that
+    PUT's retries included) and nothing waits in a queue. Waiting a fixed second or two after the
+    first result would pass a duplicate that arrives after a visibility timeout. Checked twice,
+    half a second apart: a message a worker has just popped from its queue is in neither place
+    for the instant before kombu records it as unacknowledged."""
+
+    def nothing_left() -> bool:
+        if copies_of_job(client, job_id, queues):
+            return False
+        time.sleep(0.5)
+        return not copies_of_job(client, job_id, queues)
+
+    wait_until(nothing_left, timeout, f"no copy of job {job_id} left in Redis (acknowledged, none queued)")
 
 
 def child_pids(pid: int) -> list[int]:

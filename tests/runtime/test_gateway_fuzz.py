@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +32,18 @@ from .support import RedisServer, route_entry, write_routes
 TARGET = ModelNames("cs-fuzz", "Target")
 TOKEN = "fuzz-token-0b7e"
 MAX_BODY = 4096
+# What each error status may say: our own errors (cs_runtime.errors, gateway.py) or werkzeug's.
+ERROR_MESSAGES = {
+    400: r"request body is not valid JSON: |.* must be a JSON object$|request body lacks "
+         r"|'.*' is not a job id \(a UUID\)$"
+         r"|The browser \(or proxy\) sent a request that this server could not understand\.$",
+    401: r"missing or wrong Authorization: Bearer token$",
+    404: r"unknown model .* \(looked up as '[a-z0-9]*-[a-z0-9]*'\)$|The requested URL was not found on the server\."
+         r"|unknown job [0-9a-f-]{36} for this model$",
+    405: r"The method is not allowed for the requested URL\.$",
+    413: r"The data value transmitted exceeds the capacity limit\.$",
+    504: r".*did not answer within [0-9.]+ s",
+}
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +179,8 @@ def test_bad_requests_never_get_a_500_and_errors_are_json(
     assert isinstance(answer, dict)
     if response.status_code >= 400:
         assert set(answer) == {"error"} and isinstance(answer["error"], str) and answer["error"]
+        # Each status has the message of the one place that answers it.
+        assert re.match(ERROR_MESSAGES[response.status_code], answer["error"]), answer["error"]
     if response.status_code == 401:
         assert response.headers["WWW-Authenticate"] == 'Bearer realm="cs-workers"'
 
@@ -176,7 +191,7 @@ def test_valid_requests_still_work(gateway: FlaskClient) -> None:
     response = gateway.post("/cs-fuzz/Target/sim/", json={"meta_param_dict": {}, "adjustment": {}}, headers=headers)
     assert response.status_code == 200, response.get_json()
     job_id = response.get_json()["job_id"]
-    assert uuid.UUID(job_id)
+    assert str(uuid.UUID(job_id)) == job_id and uuid.UUID(job_id).version == 4
     pending = gateway.get(f"/cs-fuzz/Target/get/{job_id}", headers=headers)
     assert (pending.status_code, pending.get_json()) == (202, {"job_id": job_id, "status": "PENDING"})
 

@@ -18,11 +18,14 @@ from cs_runtime.names import ModelNames
 
 from .support import (
     CELERY_SUM_CONFIG,
+    UNACKED_KEY,
     RecordingWebserver,
     RedisServer,
     child_pids,
+    copies_of_job,
     start_worker,
     wait_until,
+    wait_until_nothing_can_deliver_again,
     worker_env,
 )
 
@@ -95,7 +98,7 @@ def test_a_sim_killed_at_its_hard_time_limit_is_put_as_fail(
         with pytest.raises(Exception, match="TimeLimitExceeded"):
             pending.get(timeout=10)
         # Acknowledged, not redelivered; and told once.
-        time.sleep(2)
+        wait_until_nothing_can_deliver_again(redis_server.client(), job_id, [STUBBORN.sim_queue], timeout=30)
         assert int(redis_server.client().get(counter_key(job_id)) or 0) == 1
         assert len(puts_for(webserver, job_id)) == 1
         assert worker.process.poll() is None  # the main process lives on
@@ -131,7 +134,23 @@ def test_a_sim_that_kills_its_worker_every_time_is_failed_after_max_deliveries(
         assert int(redis.get(counter_key(job_id)) or 0) == 3
         assert 0 < redis.ttl(counter_key(job_id)) <= 7 * 86400
         assert f"job {job_id}: delivery 2 of at most 2" in worker.log()
-        time.sleep(1)
+        wait_until_nothing_can_deliver_again(redis, job_id, [REDELIVERY.sim_queue], timeout=30)
         assert len(puts_for(webserver, job_id)) == 1
     finally:
         worker.stop()
+
+
+def test_a_copy_left_to_deliver_is_found(redis_server: RedisServer) -> None:
+    """The exactly-once checks above rest on copies_of_job: a waiting or unacknowledged message
+    of the job is found, another job's is not."""
+    client, job_id, queue = redis_server.client(), str(uuid.uuid4()), "cs-tests-copies"
+    message = f'{{"headers": {{"id": "{job_id}"}}}}'
+    assert copies_of_job(client, job_id, [queue]) == []
+    client.rpush(queue, f'{{"headers": {{"id": "{uuid.uuid4()}"}}}}', message)
+    assert copies_of_job(client, job_id, [queue]) == [f"queue {queue}"]
+    client.delete(queue)
+    client.hset(UNACKED_KEY, "tag-1", f"[{message}, \"\", \"{queue}\"]")
+    try:
+        assert copies_of_job(client, job_id, [queue]) == ["unacked b'tag-1'"]
+    finally:
+        client.hdel(UNACKED_KEY, "tag-1")
