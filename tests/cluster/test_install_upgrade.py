@@ -161,3 +161,35 @@ def test_uninstall_keeps_only_what_is_kept_on_purpose(kube: Kube, tmp_path: Path
     # The Redis volume (queued work) and the two generated secrets that go with it are kept.
     assert left == [f"PersistentVolumeClaim/{RELEASE}-redis", f"Secret/{RELEASE}-gateway-token",
                     f"Secret/{RELEASE}-redis"]
+
+
+def secret_data(kube: Kube) -> dict[str, dict[str, str]]:
+    """The data of the release's Secrets, by name (base64 as stored)."""
+    return {s["metadata"]["name"]: s["data"] for s in kube.get("secrets", f"app.kubernetes.io/instance={RELEASE}")}
+
+
+def test_generated_and_given_secrets_are_kept_across_upgrades(kube: Kube, tmp_path: Path) -> None:
+    """README: the Redis password and the gateway token are generated on install and kept across
+    upgrades; the worker Secret is kept by an upgrade that does not give its values again."""
+    secrets_file = tmp_path / "worker.secrets.yaml"
+    secrets_file.write_text(yaml.safe_dump({"workerSecret": {"values": {
+        "COMP_URL": "https://compute.studio", "COMP_API_TOKEN": "token-1", "BUCKET": "bucket-1"}}}))
+    values = tmp_path / "values.yaml"
+    Cluster(EXAMPLE_CONFIG, tag="v1", project="cs-test", previous=None).write_values(values)
+    kube.helm(4, "install", RELEASE, str(CHART), "-f", str(values), "-f", str(secrets_file), "--wait",
+              "--timeout", "4m")
+    installed = secret_data(kube)
+    expected = {f"{RELEASE}-redis", f"{RELEASE}-gateway-token", f"{RELEASE}-worker-secret"}
+    assert expected <= set(installed), sorted(installed)
+    assert all(installed[name] for name in expected), installed
+    # A no-op upgrade through cs-cluster (no secrets file), then a one-model tag bump.
+    noop = apply(kube, tmp_path)
+    assert noop.returncode == 0, noop.stderr
+    assert {name: secret_data(kube)[name] for name in expected} == {name: installed[name] for name in expected}
+    bump = apply(kube, tmp_path, "--models", "Celery-Sum", tag="v2")
+    assert bump.returncode == 0, bump.stderr
+    after = secret_data(kube)
+    assert {name: after[name] for name in expected} == {name: installed[name] for name in expected}
+    # Both upgrades were real: two more revisions.
+    history = yaml.safe_load(kube.helm(4, "history", RELEASE, "-o", "yaml").stdout)
+    assert [r["revision"] for r in history] == [1, 2, 3]

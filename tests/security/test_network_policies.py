@@ -106,3 +106,26 @@ def test_gateway_ingress_can_be_limited_to_the_webserver() -> None:
 def test_policies_can_be_turned_off() -> None:
     chart = render_chart(values_with(model("a", "b", "dask"), networkPolicy={"enabled": False}))
     assert not chart.find("NetworkPolicy")
+
+
+STRANGER = Pod("stranger", {"app": "anything"}, namespace="cs-workers")
+
+
+def test_redis_ingress_alone_accepts_only_the_gateway_and_model_workers(policies: PolicySet,
+                                                                          pods: dict[str, Pod]) -> None:
+    """Each side holds on its own: Redis's ingress refuses Dask pods even if their egress were opened."""
+    accepted = {name for name, pod in pods.items() if policies.ingress_allowed(pod, pods["redis"], 6379)}
+    assert accepted == {"gateway", "a-celery-io", "a-celery-sim", "a-daska-io", "a-daska-sim", "b-daskb-io",
+                        "b-daskb-sim"}
+    assert not policies.ingress_allowed(STRANGER, pods["redis"], 6379)
+
+
+@pytest.mark.parametrize("model_slug", ["a-daska", "b-daskb"])
+def test_dask_ingress_alone_accepts_only_that_models_pods(policies: PolicySet, pods: dict[str, Pod],
+                                                           model_slug: str) -> None:
+    for component, port in (("dask-scheduler", 8786), ("dask-worker", 40123)):
+        target = pods[f"{model_slug}-{component}"]
+        accepted = {name for name, pod in pods.items() if policies.ingress_allowed(pod, target, port)}
+        assert accepted == {f"{model_slug}-sim", f"{model_slug}-dask-scheduler", f"{model_slug}-dask-worker"}, \
+            component
+        assert not policies.ingress_allowed(STRANGER, target, port)
