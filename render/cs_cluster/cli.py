@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from . import helm
+from . import helm, options
 from .cluster import Cluster
 from .errors import CsClusterError, UsageError
+from .render import check_kubernetes_versions
 from .schema import stale_files, write_generated
 from .values import dump_values, secrets_path_for, write_private_file
 
@@ -31,6 +33,9 @@ def _cluster_arguments(parser: argparse.ArgumentParser) -> None:
 def _make_cluster(
     args: argparse.Namespace, previous: Path | Literal["auto"] | None, values_file: Path | None = None
 ) -> Cluster:
+    options.check_chart(args.chart)
+    options.check_release(args.release)
+    options.check_namespace(args.namespace)
     return Cluster(
         config=args.config, tag=args.tag, project=args.project, models=args.models, registry=args.registry,
         previous=previous, values_file=values_file, chart=args.chart, release=args.release,
@@ -58,6 +63,8 @@ def command_values(args: argparse.Namespace) -> int:
 
 
 def command_template(args: argparse.Namespace) -> int:
+    if args.validate:
+        check_kubernetes_versions(args.kubernetes_version)
     cluster = _make_cluster(args, args.previous)
     if args.validate:
         rendered = cluster.render(args.kubernetes_version)
@@ -70,6 +77,7 @@ def command_template(args: argparse.Namespace) -> int:
 
 
 def command_apply(args: argparse.Namespace) -> int:
+    options.check_timeout(args.timeout)
     cluster = _make_cluster(args, args.previous or "auto", args.values_file)
     cluster.apply(dry_run=args.dry_run, wait=not args.no_wait, timeout=args.timeout)
     return 0
@@ -84,6 +92,7 @@ def command_build(args: argparse.Namespace) -> int:
 
 
 def command_schema(args: argparse.Namespace) -> int:
+    options.check_chart(args.chart)
     chart = args.chart or helm.default_chart()
     if args.write:
         for path in write_generated(chart):
@@ -99,6 +108,7 @@ def command_schema(args: argparse.Namespace) -> int:
 def command_local_up(args: argparse.Namespace) -> int:
     from .local import LocalCluster, run_foreground
 
+    options.check_chart(args.chart)
     cluster = LocalCluster(args.config, port=args.port, comp_url=args.comp_url,
                            comp_api_token=args.comp_api_token, gateway_token=args.gateway_token, chart=args.chart)
     return run_foreground(cluster)
@@ -160,14 +170,14 @@ def build_parser() -> argparse.ArgumentParser:
     local_commands = local.add_subparsers(dest="local_command", required=True, metavar="COMMAND")
     up = local_commands.add_parser("up", help="start Redis, the gateway and every model's workers until stopped")
     up.add_argument("--config", required=True, help="the worker_config; repo_url must be local directories")
-    up.add_argument("--port", type=int, default=5050, help="the gateway's port (default 5050)")
+    up.add_argument("--port", type=options.port, default=5050, help="the gateway's port (default 5050)")
     up.add_argument("--comp-url", help="the webserver results are PUT to (COMP_URL)")
     up.add_argument("--comp-api-token", help="the webserver's API token (COMP_API_TOKEN)")
     up.add_argument("--gateway-token", help="the bearer token the gateway requires (default: a generated one)")
     up.add_argument("--chart", type=Path, help="the chart directory (default: the repository's)")
     up.set_defaults(handler=command_local_up)
     webserver = local_commands.add_parser("webserver", help="a stand-in webserver that prints the results it gets")
-    webserver.add_argument("--port", type=int, default=8000, help="the port (default 8000)")
+    webserver.add_argument("--port", type=options.port, default=8000, help="the port (default 8000)")
     webserver.add_argument("--token", help="answer 401 unless results carry this COMP_API_TOKEN")
     webserver.set_defaults(handler=command_local_webserver)
 
@@ -184,12 +194,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "kubernetes_version", "unset") is None:
         args.kubernetes_version = ["1.33", "1.37"]
     try:
-        return int(args.handler(args))
+        code = int(args.handler(args))
+        sys.stdout.flush()  # here, so that a closed standard output is caught below
+        return code
     except CsClusterError as error:
         print(f"cs-cluster: error: {error}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # Standard output closed early (`| head`): stop quietly, as a writer killed by SIGPIPE
+        # would; pointing stdout at /dev/null keeps the interpreter's last flush from failing too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except OSError as error:
+        # A file or socket the user named that cannot be used: one line, never a traceback.
+        where = f": {error.filename}" if error.filename else ""
+        print(f"cs-cluster: error: {error.strerror or error}{where}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

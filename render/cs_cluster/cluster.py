@@ -23,6 +23,7 @@ from .values import (
     load_previous,
     secrets_path_for,
     select_models,
+    writable_target,
     write_private_file,
 )
 from .watch import SchedulingWatcher, StuckPod
@@ -122,6 +123,8 @@ class Cluster:
             secrets_path_for(target) if path else self.secrets_path
         )
         self.check()
+        for written in ([secrets_target] if split.secrets else []) + [target]:
+            writable_target(written)  # all checked before any is written
         if split.secrets:
             write_private_file(secrets_target, dump_values(split.secrets, "# Secret values: keep out of git.\n"), 0o600)
         write_private_file(target, dump_values(split.values, self._header()))

@@ -61,6 +61,10 @@ class ToolError(CsClusterError):
     """An external tool (helm, docker) is missing or failed."""
 
 
+class WriteError(CsClusterError):
+    """A file could not be written (no permission, a full disk); nothing was half-written."""
+
+
 class ManifestError(CsClusterError):
     """A rendered object failed validation against the Kubernetes schemas."""
 

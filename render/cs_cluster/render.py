@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from . import helm
-from .errors import ManifestError
+from .errors import ManifestError, UsageError
 
 # The oldest Kubernetes we test against and the newest the schemas know.
 DEFAULT_KUBERNETES_VERSIONS = ("1.33", "1.37")
@@ -90,8 +90,8 @@ def parse_manifests(manifests: str) -> list[dict[str, Any]]:
 
 
 def _schema_version(version: str) -> str:
-    """kubernetes-validate names versions like 1.33.0."""
-    return version if version.count(".") == 2 else f"{version}.0"
+    """kubernetes-validate names versions like 1.33.0; a patch release (1.33.4) has its minor's schemas."""
+    return ".".join(version.lstrip("v").split(".")[:2]) + ".0"
 
 
 @functools.cache
@@ -147,11 +147,23 @@ def check_image_references(obj: dict[str, Any], name: str) -> None:
                 ) from None
 
 
+def check_kubernetes_versions(kubernetes_versions: Sequence[str]) -> None:
+    """UsageError for a Kubernetes version the bundled schemas do not cover, naming those they do."""
+    from kubernetes_validate import utils
+
+    known = utils.all_versions()
+    for version in kubernetes_versions:
+        if _schema_version(str(version)) not in known:
+            minors = sorted({".".join(v.split(".")[:2]) for v in known}, key=lambda v: tuple(map(int, v.split("."))))
+            raise UsageError(f"no Kubernetes schemas for version {version!r}: use one of {minors[0]} to {minors[-1]}")
+
+
 def validate_objects(objects: Iterable[dict[str, Any]], kubernetes_versions: Sequence[str]) -> None:
     """Raise ManifestError for the first object the strict schemas reject, or whose container
-    images are not valid references."""
+    images are not valid references; UsageError for a version without schemas."""
     import jsonschema
 
+    check_kubernetes_versions(kubernetes_versions)
     for obj in objects:
         name = f"{obj.get('kind')}/{(obj.get('metadata') or {}).get('name')}"
         check_image_references(obj, name)

@@ -10,6 +10,7 @@ import copy
 import difflib
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from typing import Any
 import yaml
 
 from .config import ModelConfig, load_yaml
-from .errors import ConfigError, UsageError
+from .errors import ConfigError, UsageError, WriteError
 
 DEFAULT_REGISTRY = "gcr.io"
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -175,18 +176,55 @@ def dump_values(values: dict[str, Any], header: str = "") -> str:
     return (header + body) if header else body
 
 
-def write_private_file(path: str | Path, text: str, mode: int = 0o644) -> Path:
-    """Write atomically (temp file, then rename), so a failure never leaves half a file."""
+def _kind_of_file(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def writable_target(path: str | Path) -> Path:
+    """The file writing `path` would replace (a symlink's target), after refusing anything there
+    that is not a regular file (UsageError). Check every file of a set before writing any."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    target = Path(os.path.realpath(path))
     try:
+        existing = target.stat()
+    except FileNotFoundError:
+        return target
+    except OSError as error:
+        raise WriteError(f"cannot write {path}: {error.strerror or error}") from None
+    if not stat.S_ISREG(existing.st_mode):
+        raise UsageError(f"{path} is {_kind_of_file(existing.st_mode)}, not a regular file: give a file to write")
+    return target
+
+
+def write_private_file(path: str | Path, text: str, mode: int = 0o644) -> Path:
+    """Write atomically (temp file beside it, then rename), so a failure never leaves half a file.
+
+    A symlink is followed: its target is written and the link stays. Anything else that is not a
+    regular file (a directory, a device such as /dev/full, a FIFO, a socket) is refused with a
+    UsageError and never replaced. An OSError while writing (no permission, a full disk) is a
+    WriteError naming the path; the temporary file is removed.
+    """
+    path = Path(path)
+    target = writable_target(path)
+    temporary: str | None = None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
         os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
-        os.replace(temporary, path)
+        os.replace(temporary, target)
+    except OSError as error:
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
+        raise WriteError(f"cannot write {path}: {error.strerror or error}") from None
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
         raise
     return path
 
