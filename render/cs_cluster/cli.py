@@ -28,6 +28,8 @@ def _cluster_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chart", type=Path, help="the chart directory (default: the repository's)")
     parser.add_argument("--release", default="cs-workers", help="the Helm release name")
     parser.add_argument("--namespace", default="cs-workers", help="the Kubernetes namespace (default cs-workers)")
+    parser.add_argument("--allow-empty", action="store_true",
+                        help="accept a worker_config without models (its values remove every model)")
 
 
 def _make_cluster(
@@ -39,7 +41,7 @@ def _make_cluster(
     return Cluster(
         config=args.config, tag=args.tag, project=args.project, models=args.models, registry=args.registry,
         previous=previous, values_file=values_file, chart=args.chart, release=args.release,
-        namespace=args.namespace,
+        namespace=args.namespace, allow_empty=args.allow_empty,
     )
 
 

@@ -66,6 +66,7 @@ class Cluster:
         release: str = "cs-workers",
         namespace: str = "cs-workers",
         helm_binary: str | None = None,
+        allow_empty: bool = False,
     ) -> None:
         self.config_path = Path(config)
         self.tag = tag
@@ -82,7 +83,9 @@ class Cluster:
         self.namespace = namespace
         self.helm_binary = helm_binary
         default_resources = (chart_defaults(self.chart).get("modelDefaults") or {}).get("sim", {}).get("resources")
-        self.models: list[ModelConfig] = load_worker_config(self.config_path, default_resources)
+        # An empty config is refused unless allow_empty: its values would remove every model.
+        self.models: list[ModelConfig] = load_worker_config(self.config_path, default_resources,
+                                                            allow_empty=allow_empty)
         self._split: SplitValues | None = None
         self._manifests: dict[bool, str] = {}
 

@@ -41,6 +41,18 @@ CLUSTER_TYPES: dict[str, ClusterType] = {"single-core": "celery", "celery": "cel
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Kubernetes labels are 63 characters at most, and the slug is a label value.
 MAX_SLUG_LENGTH = 63
+# The gateway routes /<owner>/<title>/...: a name with / is split in two, and ?, # and % change the
+# URL a webserver builds by pasting the name in (as C/S's did). The chart's schema holds the same
+# rule (definitions.routableName); tests/runtime/test_names.py checks both against the gateway.
+UNROUTABLE_CHARACTERS = "/?#%"
+# Container resource names Kubernetes knows, hugepages-<size>, and extended resources, which carry
+# a domain (nvidia.com/gpu). The chart's schema holds the same pattern (definitions.resourceName);
+# tests/cli/test_worker_config_errors.py checks the two agree.
+STANDARD_RESOURCES = ("cpu", "memory", "ephemeral-storage")
+RESOURCE_NAME = re.compile(
+    r"^(cpu|memory|ephemeral-storage|hugepages-[0-9]+([KMGTPE]i?)?"
+    r"|[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$"
+)
 
 
 @dataclass(frozen=True)
@@ -223,6 +235,12 @@ class _ModelReader:
         value = as_text(value)
         if not value.isprintable():
             raise self.fail(f"{value!r} has control characters", key, "names are one line of printable text")
+        unroutable = sorted({character for character in value if character in UNROUTABLE_CHARACTERS})
+        if unroutable:
+            raise self.fail(
+                f"{value!r} holds {' and '.join(repr(c) for c in unroutable)}, so the gateway could never route to it",
+                key, f"the webserver calls /<owner>/<title>/...; names cannot hold {' '.join(UNROUTABLE_CHARACTERS)}",
+            )
         if not clean(value):
             raise self.fail(
                 f"{value!r} has no letters or digits, so it cleans to nothing", key,
@@ -324,6 +342,13 @@ class _ModelReader:
             for resource, quantity in items.items():
                 quantity = as_value(quantity)
                 where = f"resources.{section}.{resource}"
+                if not isinstance(resource, str) or not RESOURCE_NAME.match(resource):
+                    close = difflib.get_close_matches(str(resource).lower(), STANDARD_RESOURCES, n=1, cutoff=0.5)
+                    raise self.fail(
+                        "is not a resource Kubernetes knows", where,
+                        (f"did you mean '{close[0]}'? " if close else "")
+                        + "extended resources carry a domain, like nvidia.com/gpu",
+                    )
                 try:
                     parsed[section][resource] = parse_quantity(quantity)
                 except QuantityError as error:
@@ -366,15 +391,24 @@ def _type_name(value: Any) -> str:
 
 
 def parse_worker_config(
-    data: Any, path: str, default_resources: dict[str, Any] | None = None
+    data: Any, path: str, default_resources: dict[str, Any] | None = None, *, allow_empty: bool = False
 ) -> list[ModelConfig]:
-    """Validate parsed worker_config data; `path` is only for messages."""
+    """Validate parsed worker_config data; `path` is only for messages.
+
+    An empty list is refused unless `allow_empty`: its values hold no models, and applying them
+    removes every model's workers.
+    """
     if data is None:
         raise ConfigError("is empty: expected a list of models", path=path)
     if not isinstance(data, list):
         raise ConfigError(
             f"must be a list of models, got {_type_name(data)}", path=path,
             hint="each model starts with '- owner: ...'",
+        )
+    if not data and not allow_empty:
+        raise ConfigError(
+            "lists no models: its values would remove every model's workers from the cluster", path=path,
+            hint="if that is what you want, pass --allow-empty (Cluster(..., allow_empty=True))",
         )
     data = _keys_as_text(data)
     models = [
@@ -405,11 +439,15 @@ def parse_worker_config(
     return models
 
 
-def load_worker_config(path: str | Path, default_resources: dict[str, Any] | None = None) -> list[ModelConfig]:
+def load_worker_config(
+    path: str | Path, default_resources: dict[str, Any] | None = None, *, allow_empty: bool = False
+) -> list[ModelConfig]:
     """Read and validate a worker_config file.
 
     `default_resources` are the chart's default sim resources, so that a model whose limits fall
-    below a default request is caught here rather than by the API server.
+    below a default request is caught here rather than by the API server. An empty list of models
+    is a ConfigError unless `allow_empty`.
     """
     path = Path(path)
-    return parse_worker_config(load_yaml(path, _WorkerConfigLoader), str(path), default_resources)
+    return parse_worker_config(load_yaml(path, _WorkerConfigLoader), str(path), default_resources,
+                               allow_empty=allow_empty)

@@ -195,3 +195,18 @@ def test_text_fields_keep_the_characters_written(tmp_path: Path, major: int) -> 
                      "image": f"gcr.io/p/{clean(text)}_{clean(text)}_tasks:1.10"}:
             wrong.append((text, found))
     assert wrong == []
+
+
+def test_an_empty_config_needs_allow_empty(tmp_path: Path) -> None:
+    """`[]` would make values without models, and `apply` would remove every model's workers."""
+    config = write_config(tmp_path, "[]\n")
+    output = tmp_path / "v.yaml"
+    refused = cs_cluster("values", "--config", config, "--tag", "t", "--project", "p", "-o", output)
+    assert refused.returncode == 2 and "lists no models" in refused.stderr and not output.exists()
+    dry_run = cs_cluster("apply", "--config", config, "--tag", "t", "--project", "p", "--values-file", output,
+                         "--dry-run")
+    assert dry_run.returncode == 2 and "--allow-empty" in dry_run.stderr
+    allowed = cs_cluster("values", "--config", config, "--tag", "t", "--project", "p", "-o", output, "--allow-empty")
+    assert allowed.returncode == 0, allowed.stderr
+    assert yaml.safe_load(output.read_text())["models"] == {}
+    assert not render_chart(values_files=[output]).find("Deployment", component="model-sim")

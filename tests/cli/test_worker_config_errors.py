@@ -51,6 +51,11 @@ CASES: list[tuple[str, Any, list[str]]] = [
     ("env not flat", [seed(env={"BUILD_NUM": [1]})], ["env.BUILD_NUM", "flat"]),
     ("bad env name", [seed(env={"1X": 1})], ["env.1X", "not a valid variable name"]),
     ("env value left empty", "- owner: a\n  title: b\n  env: {X: }\n", ["env.X", "has no value", "in quotes"]),
+    ("unknown resource", [seed(resources={"limits": {"cpus": 1}})],
+     ["resources.limits.cpus", "is not a resource Kubernetes knows", "did you mean 'cpu'"]),
+    ("title with a slash", [seed(title="OG/USA")], ["field 'title'", "'/'", "could never route"]),
+    ("owner with a query mark", [seed(owner="PSL?models")], ["field 'owner'", "'?'", "could never route"]),
+    ("no models", "[]\n", ["lists no models", "--allow-empty"]),
     ("secret value null", "- owner: a\n  title: b\n  secrets: {X: null}\n", ["secrets.X", "has no value"]),
     ("secret and secrets", [seed(secret={"A": "b"})], ["'secrets' or its old spelling 'secret'"]),
     ("sim_time_limit zero", [seed(sim_time_limit=0)], ["sim_time_limit", "at least 1"]),
@@ -109,3 +114,56 @@ def test_bad_options(tmp_path: Path, arguments: list[str], message: str) -> None
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "v.yaml").exists()
+
+
+def schema_definition(name: str) -> dict[str, Any]:
+    import yaml
+    from helpers import CHART
+
+    definition: dict[str, Any] = yaml.safe_load((CHART / "values.schema.yaml").read_text())["definitions"][name]
+    return definition
+
+
+def test_the_charts_schema_holds_the_configs_name_rules() -> None:
+    """One rule in two places (the worker_config reader gives the better message): the same text."""
+    from cs_cluster.config import RESOURCE_NAME, UNROUTABLE_CHARACTERS
+
+    assert schema_definition("resourceName")["pattern"] == RESOURCE_NAME.pattern
+    assert schema_definition("routableName")["pattern"] == f"^[^{UNROUTABLE_CHARACTERS}]+$"
+
+
+RESOURCE_NAMES = {"cpu": True, "memory": True, "ephemeral-storage": True, "hugepages-2Mi": True,
+                  "nvidia.com/gpu": True, "example.org/fpga.x": True, "cpus": False, "CPU": False, "gpu": False,
+                  "storage": False, "nvidia/gpu": False, "memory ": False}
+
+
+@pytest.mark.parametrize("major", [3, 4], ids=["helm3", "helm4"])
+@pytest.mark.parametrize(("resource", "known"), RESOURCE_NAMES.items(), ids=RESOURCE_NAMES.keys())
+def test_resource_names_the_config_refuses_the_chart_refuses(major: int, resource: str, known: bool) -> None:
+    """Kubernetes would reject a container asking for `cpus`; both refuse it first, with Go's and
+    Python's regular expressions alike."""
+    from helpers import model, values_with
+
+    from cs_cluster import render_chart
+    from cs_cluster.config import parse_worker_config
+    from cs_cluster.errors import ConfigError, ValuesRefusedError
+    from cs_cluster.helm import find_helm
+
+    def config_accepts() -> bool:
+        try:
+            parse_worker_config([{"owner": "a", "title": "b", "resources": {"limits": {resource: 1}}}], "c.yaml")
+        except ConfigError as error:
+            assert f"resources.limits.{resource}" in str(error) and "nvidia.com/gpu" in str(error)
+            return False
+        return True
+
+    def chart_accepts() -> bool:
+        try:
+            render_chart(values_with(model("a", "b", daskWorker={"resources": {"limits": {resource: 1}}})),
+                         helm_binary=find_helm(major), validate=False)
+        except ValuesRefusedError as error:
+            assert resource.strip() in str(error)
+            return False
+        return True
+
+    assert config_accepts() == chart_accepts() == known
