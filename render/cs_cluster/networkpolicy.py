@@ -14,9 +14,11 @@ test_networkpolicy_evaluator.py holds the evaluator to that page's examples.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from cs_cluster.errors import ManifestError
 
 # Kubernetes sets this label on every namespace to the namespace's name.
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
@@ -61,21 +63,27 @@ def pods_of(objects: list[dict[str, Any]]) -> list[Pod]:
     return pods
 
 
+# A LabelSelector's operators (the only four the API server accepts): (label value or None, values) -> matches.
+_OPERATORS: dict[str, Callable[[str | None, list[str]], bool]] = {
+    "In": lambda value, values: value is not None and value in values,
+    "NotIn": lambda value, values: value not in values,
+    "Exists": lambda value, values: value is not None,
+    "DoesNotExist": lambda value, values: value is None,
+}
+
+
 def selector_matches(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
-    """A LabelSelector; an empty one selects everything."""
+    """A LabelSelector; an empty one selects everything. Raises ManifestError on an operator the
+    API server would refuse, rather than guessing what it means."""
     selector = selector or {}
     for key, value in (selector.get("matchLabels") or {}).items():
         if labels.get(key) != value:
             return False
     for expression in selector.get("matchExpressions") or []:
-        key, operator, values = expression["key"], expression["operator"], expression.get("values") or []
-        if operator == "In" and labels.get(key) not in values:
-            return False
-        if operator == "NotIn" and labels.get(key) in values:
-            return False
-        if operator == "Exists" and key not in labels:
-            return False
-        if operator == "DoesNotExist" and key in labels:
+        operator = expression["operator"]
+        if operator not in _OPERATORS:
+            raise ManifestError(f"label selector operator {operator!r} is not one of {', '.join(_OPERATORS)}")
+        if not _OPERATORS[operator](labels.get(expression["key"]), list(expression.get("values") or [])):
             return False
     return True
 
@@ -123,6 +131,10 @@ def _port_matches(rule_ports: list[dict[str, Any]] | None, port: int, protocol: 
     return False
 
 
+# Per direction: the spec's list of rules, and each rule's list of peers.
+_RULE_KEYS = {"Egress": ("egress", "to"), "Ingress": ("ingress", "from")}
+
+
 def _namespace_of(policy: dict[str, Any]) -> str:
     return str((policy.get("metadata") or {}).get("namespace") or "default")
 
@@ -165,7 +177,7 @@ class PolicySet:
         policies = self._selecting(guarded, direction)
         if not policies:
             return True
-        rules_key, peers_key = ("egress", "to") if direction == "Egress" else ("ingress", "from")
+        rules_key, peers_key = _RULE_KEYS[direction]
         return any(self._rule_allows(rule, peers_key, other, port, protocol, target, _namespace_of(policy))
                    for policy in policies for rule in policy["spec"].get(rules_key) or [])
 

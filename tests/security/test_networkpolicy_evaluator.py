@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from cs_cluster.errors import ManifestError
 from cs_cluster.networkpolicy import External, Pod, PolicySet
 
 
@@ -202,3 +203,41 @@ def test_policies_add_up() -> None:
     assert evaluator.allowed(Pod("client", {"role": "client"}, namespace="alice-ns"), DB, 5432)
     assert evaluator.allowed(Pod("frontend", {"role": "frontend"}, namespace="default"), DB, 6379)
     assert not evaluator.allowed(Pod("frontend", {"role": "frontend"}, namespace="default"), DB, 5432)
+
+
+@pytest.mark.parametrize(
+    ("expression", "labels", "matches"),
+    [
+        ({"key": "tier", "operator": "In", "values": ["db", "cache"]}, {"tier": "db"}, True),
+        ({"key": "tier", "operator": "In", "values": ["db", "cache"]}, {"tier": "web"}, False),
+        ({"key": "tier", "operator": "In", "values": ["db"]}, {}, False),
+        # NotIn also selects pods without the key (the Labels and Selectors page)
+        ({"key": "tier", "operator": "NotIn", "values": ["db"]}, {"tier": "web"}, True),
+        ({"key": "tier", "operator": "NotIn", "values": ["db"]}, {}, True),
+        ({"key": "tier", "operator": "NotIn", "values": ["db"]}, {"tier": "db"}, False),
+        ({"key": "tier", "operator": "Exists"}, {"tier": ""}, True),
+        ({"key": "tier", "operator": "Exists"}, {"other": "x"}, False),
+        ({"key": "tier", "operator": "DoesNotExist"}, {"other": "x"}, True),
+        ({"key": "tier", "operator": "DoesNotExist"}, {"tier": "db"}, False),
+    ],
+)
+def test_set_based_selectors(expression: dict[str, Any], labels: dict[str, str], matches: bool) -> None:
+    policy = {"kind": "NetworkPolicy", "metadata": {"name": "x", "namespace": "default"},
+              "spec": {"podSelector": {}, "ingress": [{"from": [{"podSelector": {"matchExpressions": [expression]}}]}]}}
+    assert policies(yaml.safe_dump(policy)).allowed(Pod("source", labels, namespace="default"), INSIDE, 80) is matches
+
+
+@pytest.mark.parametrize("operator", ["Gt", "in", "DoesNotExists", "Bogus"])
+def test_an_operator_the_api_server_refuses_is_an_error_not_a_guess(operator: str) -> None:
+    text = ("kind: NetworkPolicy\nmetadata: {name: x, namespace: default}\nspec: {podSelector: {matchExpressions: "
+            f"[{{key: tier, operator: {operator}, values: [a]}}]}}}}")
+    with pytest.raises(ManifestError, match=f"operator '{operator}' is not one of In, NotIn, Exists, DoesNotExist"):
+        policies(text).allowed(INSIDE, Pod("b", {"tier": "a"}, namespace="default"), 80)
+
+
+def test_an_ip_block_with_host_bits_means_its_network() -> None:
+    text = ("kind: NetworkPolicy\nmetadata: {name: x, namespace: default}\nspec: {podSelector: {}, policyTypes: "
+            "[Egress], egress: [{to: [{ipBlock: {cidr: 10.0.0.7/24, except: [10.0.0.130/25]}}]}]}")
+    assert policies(text).allowed(INSIDE, External("x", "10.0.0.9"), 80)
+    assert not policies(text).allowed(INSIDE, External("x", "10.0.0.200"), 80)
+    assert not policies(text).allowed(INSIDE, External("x", "10.0.1.9"), 80)
