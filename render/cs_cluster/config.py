@@ -221,7 +221,7 @@ class _ModelReader:
             repo_url=self._optional_string("repo_url"),
             resources=self._resources(),
             env=self._flat_map("env", env_names=True),
-            secrets=self._flat_map(secrets_key, env_names=True),
+            secrets=self._secrets(secrets_key),
             sim_time_limit=self._optional_whole_number("sim_time_limit", minimum=1),
             node_sizes=self._node_sizes(),
         )
@@ -300,6 +300,21 @@ class _ModelReader:
             # The characters written: `0755` stays "0755", `off` stays "off", `3.10` stays "3.10".
             result[name] = as_text(item)
         return result
+
+    def _secrets(self, key: str) -> dict[str, str]:
+        """The model's secrets under the names C/S 0.16 gave the model: upper-cased
+        (`some_secret` -> SOME_SECRET), for `secret` and `secrets` alike. Two names that differ only
+        by case would be one variable, so they are refused."""
+        secrets: dict[str, str] = {}
+        written_as: dict[str, str] = {}
+        for name, value in self._flat_map(key, env_names=True).items():
+            upper = name.upper()
+            if upper in written_as:
+                raise self.fail(f"{written_as[upper]!r} and {name!r} differ only by case", f"{key}.{name}",
+                                f"the model gets secrets upper-cased, as on C/S, so both would be {upper}")
+            written_as[upper] = name
+            secrets[upper] = value
+        return secrets
 
     def _node_sizes(self) -> tuple[str, ...]:
         affinity = self.entry.get("affinity")

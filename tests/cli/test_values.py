@@ -189,7 +189,7 @@ def test_text_fields_keep_the_characters_written(tmp_path: Path, major: int) -> 
         env = env_of(chart.one("Deployment", component="model-sim", model=slug))
         secret = chart.one("Secret", model=slug)["data"]
         found = {"OWNER": env["OWNER"], "TITLE": env["TITLE"], "PIN": base64.b64decode(secret["PIN"]).decode(),
-                 "off": base64.b64decode(secret["off"]).decode(),
+                 "off": base64.b64decode(secret["OFF"]).decode(),  # upper-cased, as C/S did
                  "image": container(chart.one("Deployment", component="model-sim", model=slug))["image"]}
         if found != {"OWNER": text, "TITLE": text, "PIN": text, "off": text,
                      "image": f"gcr.io/p/{clean(text)}_{clean(text)}_tasks:1.10"}:
@@ -210,3 +210,31 @@ def test_an_empty_config_needs_allow_empty(tmp_path: Path) -> None:
     assert allowed.returncode == 0, allowed.stderr
     assert yaml.safe_load(output.read_text())["models"] == {}
     assert not render_chart(values_files=[output]).find("Deployment", component="model-sim")
+
+
+@pytest.mark.parametrize("key", ["secret", "secrets"])
+def test_secrets_reach_the_model_upper_cased_as_on_cs(tmp_path: Path, key: str) -> None:
+    """C/S 0.16 gave a model its secrets as environment variables named in upper case; models read
+    them that way (`some_secret` -> SOME_SECRET)."""
+    import base64
+
+    config = write_config(tmp_path, [{"owner": "a", "title": "b", key: {"some_secret": "s1", "Mixed_Case": "s2",
+                                                                         "ALREADY": "s3"}}])
+    output = tmp_path / "v.yaml"
+    result = cs_cluster("values", "--config", config, "--tag", "t", "--project", "p", "-o", output)
+    assert result.returncode == 0, result.stderr
+    chart = render_chart(values_files=[output, tmp_path / "v.secrets.yaml"])
+    data = chart.one("Secret", name="release-a-b-secrets")["data"]
+    assert {name: base64.b64decode(value).decode() for name, value in data.items()} == {
+        "SOME_SECRET": "s1", "MIXED_CASE": "s2", "ALREADY": "s3"}
+    assert container(chart.one("Deployment", component="model-sim"))["envFrom"] == [
+        {"secretRef": {"name": "release-a-b-secrets", "optional": True}}]
+
+
+@pytest.mark.parametrize("key", ["secret", "secrets"])
+def test_secret_names_that_differ_only_by_case_are_refused(tmp_path: Path, key: str) -> None:
+    config = write_config(tmp_path, [{"owner": "a", "title": "b", key: {"api_key": "x", "API_KEY": "y"}}])
+    result = cs_cluster("values", "--config", config, "--tag", "t", "--project", "p", "-o", tmp_path / "v.yaml")
+    assert result.returncode == 2
+    assert f"field '{key}.API_KEY': 'api_key' and 'API_KEY' differ only by case" in result.stderr
+    assert not (tmp_path / "v.yaml").exists()
