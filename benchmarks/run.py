@@ -23,6 +23,7 @@ import blast_radius
 import dask_scaling
 import end_to_end
 import gateway_submit
+import mutation
 import render_scaling
 from harness import RunSettings, Table, machine_table
 
@@ -36,6 +37,8 @@ BENCHMARKS: dict[str, Benchmark] = {
     "gateway": gateway_submit.run,
     "end-to-end": end_to_end.run,
     "dask-scaling": dask_scaling.run,
+    # Last: it runs pytest on copies of the repository, mutant by mutant.
+    "mutation": mutation.run,
 }
 
 
