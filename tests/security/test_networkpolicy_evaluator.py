@@ -4,6 +4,7 @@ the outcome the page states for each: policies are written as the page writes th
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -65,6 +66,7 @@ EXAMPLE_CASES: list[Case] = [
     (Pod("web", {"role": "web"}, namespace="default"), Pod("x", {"role": "x"}, namespace="default"), 80, True),
     # a policy selects pods of its own namespace only: a role=db pod elsewhere is not isolated
     (Pod("x", {}, namespace="other"), Pod("db", {"role": "db"}, namespace="other"), 1234, True),
+    (Pod("x", {}, namespace="a-team"), Pod("db", {"role": "db"}, namespace="a-team"), 1234, True),
 ]
 
 
@@ -193,6 +195,7 @@ def test_namespace_by_its_name_label_and_named_ports() -> None:
     evaluator = policies(BY_NAME)
     assert evaluator.allowed(Pod("prometheus", {}, namespace="monitoring"), target, 9090)
     assert not evaluator.allowed(Pod("prometheus", {}, namespace="monitoring"), target, 9091)
+    assert not evaluator.allowed(Pod("prometheus", {}, namespace="monitoring"), target, 9089)
     assert not evaluator.allowed(Pod("prometheus", {}, namespace="default"), target, 9090)
 
 
@@ -241,3 +244,30 @@ def test_an_ip_block_with_host_bits_means_its_network() -> None:
     assert policies(text).allowed(INSIDE, External("x", "10.0.0.9"), 80)
     assert not policies(text).allowed(INSIDE, External("x", "10.0.0.200"), 80)
     assert not policies(text).allowed(INSIDE, External("x", "10.0.1.9"), 80)
+
+
+@pytest.mark.parametrize(
+    ("ports", "protocol", "port", "allowed"),
+    [
+        # A port entry with only a protocol: every port of that protocol.
+        ([{"protocol": "UDP"}], "UDP", 5353, True),
+        ([{"protocol": "UDP"}], "TCP", 5353, False),
+        # Entries are alternatives: one that does not match does not end the search.
+        ([{"port": "metrics"}, {"port": 8080}], "TCP", 8080, True),
+        ([{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}], "TCP", 53, True),
+        ([{"port": "metrics"}, {"port": 8080}], "TCP", 8081, False),
+    ],
+)
+def test_rule_ports(ports: list[dict[str, Any]], protocol: str, port: int, allowed: bool) -> None:
+    policy = {"kind": "NetworkPolicy", "metadata": {"name": "x", "namespace": "default"},
+              "spec": {"podSelector": {}, "ingress": [{"ports": ports}]}}
+    target = Pod("app", {}, {"metrics": 9090}, namespace="default")
+    assert policies(yaml.safe_dump(policy)).allowed(INSIDE, target, port, protocol) is allowed
+
+
+def test_endpoints_are_values() -> None:
+    """Pods and external addresses are compared and reused across questions; none can change."""
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        INSIDE.namespace = "elsewhere"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        External("x").ip = "10.0.0.1"  # type: ignore[misc]
