@@ -116,13 +116,14 @@ class RedisServer:
     directory: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    password: str = REDIS_PASSWORD
 
     def start(self) -> RedisServer:
         self.process = subprocess.Popen(
             [
                 "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
                 "--dir", str(self.directory), "--save", "", "--appendonly", "no",
-                "--requirepass", REDIS_PASSWORD, "--logfile", str(self.directory / "redis.log"),
+                "--requirepass", self.password, "--logfile", str(self.directory / "redis.log"),
             ],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
@@ -143,7 +144,7 @@ class RedisServer:
             "REDIS_HOST": "127.0.0.1",
             "REDIS_PORT": str(self.port),
             "REDIS_DB": "0",
-            "REDIS_PASSWORD": REDIS_PASSWORD,
+            "REDIS_PASSWORD": self.password,
         }
 
     @property
@@ -151,7 +152,7 @@ class RedisServer:
         return redis_url(self.env())
 
     def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, password=REDIS_PASSWORD)
+        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password)
 
     def stop(self) -> None:
         if self.process is not None:

@@ -218,3 +218,61 @@ def test_a_real_worker_beats_through_a_long_sim_and_a_redis_outage(tmp_path: Pat
     finally:
         worker.stop()
         redis_server.stop()
+
+
+@pytest.mark.slow
+def test_a_rotated_redis_password_fails_the_probes_of_pods_holding_the_old_one(tmp_path: Path) -> None:
+    """redis.auth.existingSecret changed and Redis restarted with the new password: a worker holding
+    the old one stops beating, so its liveness probe fails and the kubelet restarts it (reading the
+    Secret again), while a Redis that is merely away is still waited for; the gateway's /health
+    answers 503 and says why, and its routes say so too."""
+    from cs_runtime.gateway import create_app
+    from cs_runtime.settings import GatewaySettings
+
+    from .support import route_entry, write_routes
+
+    (tmp_path / "redis-data").mkdir()
+    (tmp_path / "restarted").mkdir()
+    redis_server = RedisServer(tmp_path / "redis-data").start()
+    beat = tmp_path / "cs-worker-heartbeat"
+    env = worker_env(HEARTBEAT_MODEL, "sim", "celery", CELERY_SUM_CONFIG, redis_server,
+                     CS_HEARTBEAT_FILE=str(beat), CS_HEARTBEAT_INTERVAL_SECONDS="0.5")  # fmt: skip
+    worker = start_worker(HEARTBEAT_MODEL, "sim", env, tmp_path)
+    fresh = ["--max-age", "2", "--file", str(beat)]
+    routes = write_routes(tmp_path / "routes.json", route_entry(HEARTBEAT_MODEL))
+    old_gateway = create_app(GatewaySettings(routing_table_path=routes, redis_url=redis_server.url)).test_client()
+    rotated: RedisServer | None = None
+    try:
+        worker.wait_ready()
+        wait_until(lambda: probe(*fresh).returncode == 0, 10, "the probe to pass")
+        assert old_gateway.get("/health").status_code == 200
+
+        redis_server.stop()
+        rotated = RedisServer(tmp_path / "redis-data", port=redis_server.port, password="rotated-s3cret").start()
+        wait_until(lambda: "Redis refuses this worker's password" in worker.log(), 30, "the worker to say why")
+        wait_until(lambda: probe(*fresh).returncode == 1, 10, "the probe to fail")
+        assert "heartbeat is stale" in probe(*fresh).stderr
+        time.sleep(2)
+        assert probe(*fresh).returncode == 1, "a worker that Redis refuses must stay unhealthy"
+
+        health = old_gateway.get("/health")
+        assert health.status_code == 503
+        assert health.get_json()["error"].startswith("Redis refuses the gateway's password")
+        sim = old_gateway.post(f"/{HEARTBEAT_MODEL.owner}/{HEARTBEAT_MODEL.title}/sim",
+                               json={"meta_param_dict": {}, "adjustment": {}})
+        assert sim.status_code == 503 and "Redis refuses the gateway's password" in sim.get_json()["error"]
+
+        # The kubelet's restart: the same command, the Secret's new password.
+        worker.stop()
+        beat.unlink()
+        restarted = start_worker(HEARTBEAT_MODEL, "sim", {**env, **rotated.env()}, tmp_path / "restarted")
+        try:
+            restarted.wait_ready()
+            wait_until(lambda: probe(*fresh).returncode == 0, 20, "the restarted worker's probe to pass")
+        finally:
+            restarted.stop()
+        new_gateway = create_app(GatewaySettings(routing_table_path=routes, redis_url=rotated.url)).test_client()
+        assert new_gateway.get("/health").status_code == 200
+    finally:
+        worker.stop()
+        (rotated or redis_server).stop()

@@ -3,7 +3,7 @@
 `gunicorn ... "cs_runtime.gateway:create_app()"` (docs/runtime-contract.md). Routes, as C/S
 had them (trailing slashes optional, repeated slashes read as one):
 
-- GET  /health
+- GET  /health                   -> {"status": "ok"}; 503 while Redis refuses the password
 - POST /<owner>/<title>/inputs    body: meta_param_dict      -> envelope (waits)
 - POST /<owner>/<title>/version                              -> envelope (waits)
 - POST /<owner>/<title>/parse     body: {meta_param_dict, adjustment, errors_warnings}
@@ -166,8 +166,14 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
     def wait_bound(route: Route) -> float:
         return route.inputs_time_limit + settings.inputs_grace_seconds
 
-    def health() -> Response:
-        return jsonify({"status": "ok"})
+    def health() -> tuple[Response, int]:
+        # Unhealthy only when Redis refuses our password: a restart reads the Secret again. A Redis
+        # that is away is waited for (restarting the gateway would not bring it back).
+        refused = jobs.credentials_refused()
+        if refused is not None:
+            log.error("Redis refuses the gateway's password (%s); /health answers 503 until a restart", refused)
+            return jsonify({"status": "unhealthy", "error": f"Redis refuses the gateway's password: {refused}"}), 503
+        return jsonify({"status": "ok"}), 200
 
     def inputs(owner: str, title: str) -> Response:
         route = routes.lookup(owner, title)

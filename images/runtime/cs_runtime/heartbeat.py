@@ -8,7 +8,9 @@ model, so the file keeps being touched while a long sim runs.
 What a fresh file says: the main process's event loop is turning (a timer entry on the loop
 notes each turn), or the worker is waiting for the broker to come back. The second case counts
 as alive on purpose: restarting a worker because Redis is away cures nothing, and it would
-kill the sim the worker is running. A main process that hangs, or dies, stops the beats.
+kill the sim the worker is running. A main process that hangs, or dies, stops the beats. So does
+a Redis that answers but refuses the worker's password (its Secret was rotated): waiting cannot
+cure that, a restart can, since the restarted container reads the Secret again.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from celery import bootsteps  # type: ignore[import-untyped]
+
+from cs_runtime.broker import credentials_refused
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +47,9 @@ def waiting_for_broker(worker: Any) -> bool:
     return consumer is not None and getattr(consumer, "connection", True) is None
 
 
-def heartbeat_step(path: Path, interval_seconds: float) -> type[Any]:
-    """A worker bootstep that touches `path` every `interval_seconds` while the worker lives."""
+def heartbeat_step(path: Path, interval_seconds: float, redis_url: str | None = None) -> type[Any]:
+    """A worker bootstep that touches `path` every `interval_seconds` while the worker lives; with
+    `redis_url`, not while it waits for a broker that refuses its credentials."""
 
     class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]
         # The worker's timer: with the prefork pool it is fired by the main process's event
@@ -58,13 +63,31 @@ def heartbeat_step(path: Path, interval_seconds: float) -> type[Any]:
             self.timer_entry: Any = None
             self.stopping = threading.Event()
             self.thread: threading.Thread | None = None
+            self.refused: str | None = None  # why Redis last refused the credentials
 
         def note_turn(self) -> None:
             self.last_turn = time.monotonic()
 
         def alive(self, worker: Any) -> bool:
             loop_turns = time.monotonic() - self.last_turn < STALE_INTERVALS * interval_seconds
-            return loop_turns or waiting_for_broker(worker)
+            if loop_turns:
+                return True
+            if not waiting_for_broker(worker):
+                return False
+            refused = credentials_refused(redis_url) if redis_url else None
+            if refused is not None:
+                if refused != self.refused:
+                    log.error(
+                        "heartbeat: Redis refuses this worker's password (%s), as after the Redis Secret was "
+                        "rotated; not touching %s, so the probe fails and the restarted container reads the "
+                        "Secret again",
+                        refused,
+                        path,
+                    )
+                self.refused = refused
+                return False
+            self.refused = None
+            return True
 
         def run(self, worker: Any) -> None:
             stale_logged = False
@@ -72,7 +95,7 @@ def heartbeat_step(path: Path, interval_seconds: float) -> type[Any]:
                 if self.alive(worker):
                     beat(path)
                     stale_logged = False
-                elif not stale_logged:
+                elif not stale_logged and self.refused is None:
                     log.error(
                         "heartbeat: the worker's event loop has not turned for %.0f s; not touching %s",
                         time.monotonic() - self.last_turn,

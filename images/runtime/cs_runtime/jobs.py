@@ -23,6 +23,7 @@ from celery import Celery  # type: ignore[import-untyped]
 from celery.result import AsyncResult  # type: ignore[import-untyped]
 from kombu.exceptions import OperationalError
 
+from cs_runtime.broker import credentials_refused, is_refusal
 from cs_runtime.envelope import FAIL, Envelope, failure_envelope
 from cs_runtime.errors import BrokerUnavailableError, JobTimeoutError, UnknownJobError
 
@@ -42,6 +43,16 @@ REDIS_DOWN = (OperationalError, redis.exceptions.ConnectionError, redis.exceptio
 # than a sim waits in a queue, runs, and keeps its result (Celery's result_expires, one day).
 JOB_KEY_PREFIX = "cs-workers:job:"
 JOB_RECORD_SECONDS = 7 * 86400
+
+
+def broker_error(exc: BaseException) -> BrokerUnavailableError:
+    """The 503 for a Redis error: a refused password (a rotated Redis Secret) said as such."""
+    if is_refusal(exc):
+        return BrokerUnavailableError(
+            f"Redis refuses the gateway's password ({exc}): the Redis Secret was changed; the gateway's /health "
+            "fails until its pod restarts and reads the Secret again"
+        )
+    return BrokerUnavailableError(f"cannot reach Redis: {exc}")
 
 
 def job_key(job_id: str) -> str:
@@ -85,6 +96,12 @@ class JobClient:
         self.sender = _celery(redis_url, with_backend=False, visibility_timeout=visibility_timeout)
         self.results = _celery(redis_url, with_backend=True, visibility_timeout=visibility_timeout)
         self.redis = redis.Redis.from_url(redis_url, socket_connect_timeout=REDIS_CONNECT_TIMEOUT)
+        self.redis_url = redis_url
+
+    def credentials_refused(self) -> str | None:
+        """Redis's words when it refuses the gateway's password; None otherwise (also when away).
+        Half a second at most: /health answers the kubelet, whose probes time out after one."""
+        return credentials_refused(self.redis_url, timeout_seconds=0.5)
 
     def run_and_wait(self, task_name: str, queue: str, args: list[Any], timeout: float) -> Envelope:
         """Run a synchronous task (inputs_get, inputs_version) and return its envelope.
@@ -108,7 +125,7 @@ class JobClient:
             result.forget()  # read once, by us; do not leave it in Redis for a day
             return envelope
         except REDIS_DOWN as exc:
-            raise BrokerUnavailableError(f"cannot reach Redis: {exc}") from None
+            raise broker_error(exc) from None
 
     def enqueue(self, task_name: str, queue: str, args: list[Any], job_id: str, model: str) -> int:
         """Queue an asynchronous task (parse, sim) under `job_id` for `model` (its slug); returns
@@ -120,7 +137,7 @@ class JobClient:
             # Celery's Redis transport keeps a queue's waiting messages in a list of its name.
             return int(self.redis.llen(queue))
         except REDIS_DOWN as exc:
-            raise BrokerUnavailableError(f"cannot reach Redis: {exc}") from None
+            raise broker_error(exc) from None
 
     def check_model(self, job_id: str, model: str) -> None:
         """UnknownJobError unless `job_id` was handed out for `model` (a slug); the same answer for
@@ -128,7 +145,7 @@ class JobClient:
         try:
             owner = self.redis.get(job_key(job_id))
         except REDIS_DOWN as exc:
-            raise BrokerUnavailableError(f"cannot reach Redis: {exc}") from None
+            raise broker_error(exc) from None
         if owner is None or (owner.decode() if isinstance(owner, bytes) else owner) != model:
             raise UnknownJobError(f"unknown job {job_id} for this model")
 
@@ -140,7 +157,7 @@ class JobClient:
                 return JobStatus(job_id, True, str(self._envelope(result).get("status", FAIL)))
             return JobStatus(job_id, False, str(result.state))
         except REDIS_DOWN as exc:
-            raise BrokerUnavailableError(f"cannot reach Redis: {exc}") from None
+            raise broker_error(exc) from None
 
     def result(self, job_id: str) -> Envelope | None:
         """The envelope of a finished job, None while it is pending or running."""
@@ -148,7 +165,7 @@ class JobClient:
             result = AsyncResult(job_id, app=self.results)
             return self._envelope(result) if result.ready() else None
         except REDIS_DOWN as exc:
-            raise BrokerUnavailableError(f"cannot reach Redis: {exc}") from None
+            raise broker_error(exc) from None
 
     @staticmethod
     def _envelope(result: Any) -> Envelope:

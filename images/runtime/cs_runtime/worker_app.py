@@ -174,7 +174,9 @@ def create_worker_app(settings: WorkerSettings, functions: ModelFunctions | None
     sim_limits = time_limits(settings.sim_time_limit, settings)
     app.task(name=names.task("sim"), shared=False, Request=delivering_request("outputs", deliver), **sim_limits)(sim)
     if settings.heartbeat_file is not None:
-        app.steps["worker"].add(heartbeat_step(settings.heartbeat_file, settings.heartbeat_interval_seconds))
+        app.steps["worker"].add(
+            heartbeat_step(settings.heartbeat_file, settings.heartbeat_interval_seconds, settings.redis_url)
+        )
     log.info(
         "model %s (%s/%s): %s worker, %s cluster, results %s",
         names.key,
