@@ -54,6 +54,8 @@ EXAMPLE_CASES: list[Case] = [
     (External("client", "172.17.2.1"), DB, 6379, True),
     (External("client", "172.17.1.7"), DB, 6379, False),
     (External("client", "192.168.0.1"), DB, 6379, False),
+    # an External without an address stands for any outside address: every ipBlock covers it
+    (External("anywhere"), DB, 6379, True),
     # only TCP 6379
     (Pod("frontend", {"role": "frontend"}, namespace="default"), DB, 6380, False),
     # egress: "connections from any pod in the default namespace with the label role=db to CIDR
@@ -256,6 +258,9 @@ def test_an_ip_block_with_host_bits_means_its_network() -> None:
         ([{"port": "metrics"}, {"port": 8080}], "TCP", 8080, True),
         ([{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}], "TCP", 53, True),
         ([{"port": "metrics"}, {"port": 8080}], "TCP", 8081, False),
+        # An entry without a protocol means TCP.
+        ([{"port": 53}], "UDP", 53, False),
+        ([{"port": 53}], "TCP", 53, True),
     ],
 )
 def test_rule_ports(ports: list[dict[str, Any]], protocol: str, port: int, allowed: bool) -> None:
