@@ -306,7 +306,9 @@ def test_gunicorn_runs_the_gateway_with_the_charts_command(
         def healthy() -> bool:
             try:
                 return requests.get(f"{base}/health", timeout=1).ok
-            except requests.ConnectionError:
+            except requests.RequestException:
+                # Refused while gunicorn starts, or slow to answer on a loaded machine: ask again
+                # (wait_until's 30 s is the bound, not this 1 s).
                 return False
 
         wait_until(healthy, 30, "gunicorn to answer /health", interval=0.2)
