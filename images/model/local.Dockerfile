@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # A model's image from a local directory instead of a git repository: the build context is the
 # model's repository folder (its `cs-config/` is copied in). `cs-cluster build` uses this when a
 # model's repo_url is a local directory, as the bundled examples' are; the result is the same as

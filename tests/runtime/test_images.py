@@ -1,5 +1,5 @@
-"""The Dockerfiles (no Docker engine here: their text is checked) and the packaging of the
-runtime and the example models (real wheels are built)."""
+"""The Dockerfiles' text (tests/images builds and runs them where a Docker engine is) and the
+packaging of the runtime and the example models (real wheels are built)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,10 @@ DOCKERFILES = {
     "runtime": IMAGES / "runtime" / "Dockerfile",
     "gateway": IMAGES / "gateway" / "Dockerfile",
     "model": IMAGES / "model" / "Dockerfile",
+    "model-local": IMAGES / "model" / "local.Dockerfile",
 }
+# Every Dockerfile of the repository, the ci/ stand-ins included.
+ALL_DOCKERFILES = sorted({*DOCKERFILES.values(), *REPO.glob("ci/**/*Dockerfile")})
 
 
 def instructions(path: Path) -> list[tuple[str, str]]:
@@ -66,6 +69,21 @@ def test_images_end_as_the_charts_non_root_uid(image: str) -> None:
     assert (context["runAsUser"], context["runAsGroup"]) == (10001, 10001)
     users = [args for op, args in instructions(DOCKERFILES[image]) if op == "USER"]
     assert users and users[-1] == "10001:10001"
+
+
+@pytest.mark.parametrize("path", ALL_DOCKERFILES, ids=lambda path: str(path.relative_to(REPO)))
+def test_no_dockerfile_needs_a_download_of_build_tooling(path: Path) -> None:
+    """A `# syntax=` line makes BuildKit fetch a frontend image from a registry; the legacy
+    builder (what runs where no registry is reachable) and BuildKit both build without it."""
+    assert not re.search(r"^#\s*syntax\s*=", path.read_text(), re.IGNORECASE | re.MULTILINE)
+
+
+@pytest.mark.parametrize("image", ["runtime", "gateway"])
+def test_base_image_is_a_build_argument_defaulting_to_the_official_image(image: str) -> None:
+    steps = instructions(DOCKERFILES[image])
+    first_from = next(i for i, (op, _) in enumerate(steps) if op == "FROM")
+    assert ("ARG", "BASE_IMAGE=python:3.11-slim-bookworm") in steps[:first_from]
+    assert [args for op, args in steps if op == "FROM"] == ["${BASE_IMAGE}"]
 
 
 @pytest.mark.parametrize("image", ["runtime", "gateway"])
