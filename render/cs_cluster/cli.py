@@ -87,7 +87,8 @@ def command_apply(args: argparse.Namespace) -> int:
 
 def command_build(args: argparse.Namespace) -> int:
     cluster = _make_cluster(args, args.previous or "auto", args.values_file)
-    cluster.build(dry_run=args.dry_run, push=not args.no_push, runtime_image=args.runtime_image)
+    cluster.build(dry_run=args.dry_run, push=not args.no_push, runtime_image=args.runtime_image,
+                  base_image=args.base_image, network=args.network)
     if not args.dry_run:
         print(f"wrote {cluster.values_path}", file=sys.stderr)
     return 0
@@ -167,6 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     build_parser_ = commands.choices["build"]
     build_parser_.add_argument("--no-push", action="store_true", help="build and tag only")
     build_parser_.add_argument("--runtime-image", help="an existing runtime base image to build models FROM")
+    build_parser_.add_argument("--base-image", metavar="IMAGE",
+                               help="the base of the runtime and gateway images (default: $CS_BASE_IMAGE, "
+                                    "else the Dockerfiles' python:3.11-slim-bookworm)")
+    build_parser_.add_argument("--network", metavar="MODE",
+                               help="docker build --network (default: host when the engine has no bridge "
+                                    "network, else docker's default)")
 
     local = commands.add_parser("local", help="run the cluster on this machine, without Kubernetes")
     local_commands = local.add_subparsers(dest="local_command", required=True, metavar="COMMAND")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -12,7 +14,7 @@ from typing import Any, Literal
 import yaml
 
 from . import helm
-from .build import build_commands
+from .build import BuildStep, build_steps, deployed_gateway_image
 from .config import ModelConfig, load_worker_config
 from .errors import ConfigError, ToolError, ValuesRefusedError
 from .render import DEFAULT_KUBERNETES_VERSIONS, RenderedChart, parse_manifests, validate_objects
@@ -171,32 +173,58 @@ class Cluster:
 
     # -- deploying ------------------------------------------------------------------------------
     def build(self, *, dry_run: bool = False, push: bool = True, runtime_image: str | None = None,
+              base_image: str | None = None, network: str | None = None,
               repo_root: Path | None = None) -> list[list[str]]:
-        """Build, tag and push the selected models' images (all: also the gateway's), then
+        """Build, tag and push the images of the selected models and the runtime base (a full
+        build, without `models`, also the gateway's), under the names the chart deploys, then
         write the values file.
 
-        With `dry_run` the docker commands are printed, not run, and nothing is written.
+        `base_image` (default: $CS_BASE_IMAGE, else the Dockerfiles' python:3.11-slim-bookworm) is
+        the runtime and gateway images' base; `network` is `docker build --network` (default:
+        `host` when the engine has no bridge network, as on ci/'s engines, else docker's own).
+        With `dry_run` the docker commands are printed, not run, and nothing is written. Raises
+        ConfigError (a model without a buildable repo_url) before anything is built, and
+        ToolError naming the image when docker fails.
         """
         self.check()
         root = repo_root or self.chart.parent.parent
-        # A full build (no --models) also builds the gateway, tagged with the chart's appVersion,
-        # the tag the chart deploys it with by default.
-        gateway_tag = None if self.selected else str(
-            (yaml.safe_load((self.chart / "Chart.yaml").read_text()) or {}).get("appVersion", self.tag))
-        commands = build_commands(
-            self.selected_models(), tag=self.tag, project=self.project,
-            registry=self.split_values().values["modelImages"]["registry"], repo_root=root,
-            config_dir=self.config_path.parent, push=push, runtime_image=runtime_image, gateway_tag=gateway_tag,
-        )
+        values = self.split_values().values
+        # A full build (no --models) also builds the gateway, named as the chart deploys it.
+        gateway = None if self.selected else deployed_gateway_image(values, self._app_version())
+        if base_image is None:
+            base_image = os.environ.get("CS_BASE_IMAGE") or None
+
+        def compose(build_network: str | None) -> list[BuildStep]:
+            return build_steps(
+                self.selected_models(), tag=self.tag, project=self.project,
+                registry=values["modelImages"]["registry"], repo_root=root, config_path=self.config_path,
+                push=push, runtime_image=runtime_image, gateway=gateway, base_image=base_image,
+                network=build_network,
+            )
+
+        steps = compose(network)  # refuses a model that cannot be built before docker is asked anything
+        if not dry_run and network is None:
+            steps = compose(_engine_build_network())
+        commands = [step.command for step in steps]
         if dry_run:
             for command in commands:
                 print(shlex.join(command))
             return commands
-        for number, command in enumerate(commands, 1):
-            print(f"[{number}/{len(commands)}] {shlex.join(command)}", file=sys.stderr, flush=True)
-            _run_tool(command, "docker")
+        for number, step in enumerate(steps, 1):
+            print(f"[{number}/{len(steps)}] {shlex.join(step.command)}", file=sys.stderr, flush=True)
+            started = time.monotonic()
+            _run_tool(step.command, "docker", f"docker {step.action} of {step.image}")
+            print(f"[{number}/{len(steps)}] {step.action} of {step.image}: {time.monotonic() - started:.0f} s",
+                  file=sys.stderr, flush=True)
         self.write_values()
         return commands
+
+    def _app_version(self) -> str:
+        try:
+            chart = yaml.safe_load((self.chart / "Chart.yaml").read_text()) or {}
+        except (OSError, yaml.YAMLError) as error:
+            raise ToolError(f"cannot read the chart's Chart.yaml in {self.chart}: {error}") from None
+        return str(chart.get("appVersion") or chart.get("version") or "")
 
     def helm_upgrade_command(self, *, wait: bool = True, timeout: str = "10m",
                              extra: Sequence[str] = ()) -> list[str]:
@@ -236,16 +264,37 @@ class Cluster:
         return command
 
 
-def _run_tool(command: list[str], tool: str) -> None:
+_NO_DOCKER = "docker not found: a real build needs a Docker engine; --dry-run prints the commands"
+
+
+def _run_tool(command: list[str], tool: str, what: str | None = None) -> None:
+    """Run a tool with its output on ours; its failure becomes one ToolError naming `what`
+    (e.g. `docker build of IMAGE`), or the whole command when not given."""
     try:
         result = subprocess.run(command, check=False)
     except FileNotFoundError:
-        raise ToolError(
-            f"{tool} not found"
-            + (": a real build needs a Docker engine; --dry-run prints the commands" if tool == "docker" else "")
-        ) from None
+        raise ToolError(_NO_DOCKER if tool == "docker" else f"{tool} not found") from None
     if result.returncode != 0:
+        if what:
+            raise ToolError(f"{what} failed (exit status {result.returncode}); {tool}'s output is above")
         raise ToolError(f"{tool} failed (exit status {result.returncode}): {shlex.join(command)}")
+
+
+def _engine_build_network() -> str | None:
+    """`host` when the Docker engine has no bridge network (dockerd --bridge=none, as ci/ starts
+    it): build steps there would have no network for pip and apt. None (docker's default)
+    otherwise. Also the check that an engine answers, before anything is built."""
+    try:
+        found = subprocess.run(["docker", "network", "ls", "--format", "{{.Name}}"], capture_output=True,
+                               text=True, check=False, timeout=60)
+    except FileNotFoundError:
+        raise ToolError(_NO_DOCKER) from None
+    except subprocess.TimeoutExpired:
+        raise ToolError("no answer from the Docker engine in 60 s") from None
+    if found.returncode != 0:
+        detail = (found.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ToolError(f"no Docker engine answers (DOCKER_HOST={os.environ.get('DOCKER_HOST', 'unset')}): {detail}")
+    return None if "bridge" in found.stdout.split() else "host"
 
 
 def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

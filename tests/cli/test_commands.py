@@ -99,7 +99,7 @@ def test_build_without_docker_says_so(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    config = write_config(tmp_path, [SEED_MODEL])
+    config = write_config(tmp_path, [SEED_MODEL | {"repo_url": "https://github.com/PSLmodels/OG-USA"}])
     environment = {**os.environ, "PATH": str(Path(sys.executable).parent)}
     result = subprocess.run([sys.executable, "-m", "cs_cluster", "build", "--config", str(config), "--tag", "t",
                              "--project", "p", "--values-file", str(tmp_path / "v.yaml")],
@@ -110,7 +110,7 @@ def test_build_without_docker_says_so(tmp_path: Path) -> None:
 
 
 def test_cluster_api_as_in_the_release_notes(tmp_path: Path) -> None:
-    config = write_config(tmp_path, [SEED_MODEL])
+    config = write_config(tmp_path, [SEED_MODEL | {"repo_url": "https://github.com/PSLmodels/OG-USA"}])
     cluster = Cluster(config=config, tag="oct30.0", project="cs-workers-dev",
                       values_file=tmp_path / "values" / "cs-workers-dev.yaml")
     assert cluster.values()["models"]["pslmodels-ogusa"]["image"]["tag"] == "oct30.0"
