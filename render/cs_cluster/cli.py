@@ -122,8 +122,11 @@ def command_local_webserver(args: argparse.Namespace) -> int:
 
     from .standin import StandInWebserver, describe
 
-    server = StandInWebserver(port=args.port, token=args.token,
-                              on_result=lambda result: print(describe(result), flush=True))
+    try:
+        server = StandInWebserver(host=args.host, port=args.port, token=args.token,
+                                  on_result=lambda result: print(describe(result), flush=True))
+    except OSError as error:  # an address not on this machine, a port in use
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}") from None
     server.start()
     print(f"webserver stand-in on {server.url}: results go to /outputs/api/ and /inputs/api/", flush=True)
     try:
@@ -186,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--chart", type=Path, help="the chart directory (default: the repository's)")
     up.set_defaults(handler=command_local_up)
     webserver = local_commands.add_parser("webserver", help="a stand-in webserver that prints the results it gets")
+    webserver.add_argument("--host", default="127.0.0.1",
+                           help="the address to listen on (default 127.0.0.1; 0.0.0.0 or an address pods "
+                                "can reach when workers run in containers)")
     webserver.add_argument("--port", type=options.port, default=8000, help="the port (default 8000)")
     webserver.add_argument("--token", help="answer 401 unless results carry this COMP_API_TOKEN")
     webserver.set_defaults(handler=command_local_webserver)

@@ -61,3 +61,35 @@ def test_cli_prints_each_result() -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.mark.parametrize(("host", "reachable_on_other_address"), [(None, False), ("0.0.0.0", True)])  # noqa: S104 - the point
+def test_cli_host_decides_who_can_reach_it(host: str | None, reachable_on_other_address: bool) -> None:
+    """Default: loopback 127.0.0.1 only. `--host 0.0.0.0`: every address of the machine, so pods
+    and containers can PUT results; 127.0.0.2 (loopback, but not 127.0.0.1) stands for those."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "cs_cluster", "local", "webserver", "--port", str(port),
+                                "--token", "t", *(["--host", host] if host else [])],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        assert "webserver stand-in on" in process.stdout.readline()
+        assert put(f"http://127.0.0.1:{port}/outputs/api/", {"job_id": "a", "status": "SUCCESS"}, "t") == 200
+        other = f"http://127.0.0.2:{port}/outputs/api/"
+        if reachable_on_other_address:
+            assert put(other, {"job_id": "b", "status": "SUCCESS"}, "t") == 200
+        else:
+            with pytest.raises(urllib.error.URLError):
+                put(other, {"job_id": "b", "status": "SUCCESS"}, "t")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.mark.parametrize("host", ["192.0.2.1", "not a host name"])
+def test_cli_host_it_cannot_listen_on_is_one_line(host: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "cs_cluster", "local", "webserver", "--host", host, "--port",
+                             str(free_port())], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"cs-cluster: error: cannot listen on {host}:") and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
