@@ -65,6 +65,12 @@ SECURE_POD = {
         (lambda pod: pod["volumes"].append({"name": "h", "hostPath": {"path": "/"}}), "disallowed type"),
         (lambda pod: pod.update(hostNetwork=True), "hostNetwork"),
         (lambda pod: pod["containers"][0].update(ports=[{"containerPort": 1, "hostPort": 1}]), "hostPort"),
+        (lambda pod: pod["containers"][0]["securityContext"].update(runAsUser=0),
+         "container c: runAsUser must not be 0"),
+        (lambda pod: pod["containers"][0]["securityContext"].update(procMount="Unmasked"),
+         "container c: procMount must be Default"),
+        (lambda pod: pod["securityContext"].update(sysctls=[{"name": "net.core.somaxconn", "value": "1024"}]),
+         "sysctl net.core.somaxconn is not allowed"),
     ],
 )
 def test_the_checker_catches_each_violation(change, message: str) -> None:  # type: ignore[no-untyped-def]
@@ -72,3 +78,12 @@ def test_the_checker_catches_each_violation(change, message: str) -> None:  # ty
     pod = copy.deepcopy(SECURE_POD)
     change(pod)
     assert any(message in problem for problem in restricted_violations(pod))
+
+
+def test_what_the_standard_allows_passes() -> None:
+    """The checker flags nothing the restricted standard allows: safe sysctls, the Default
+    procMount, a non-zero uid on the container."""
+    pod = copy.deepcopy(SECURE_POD)
+    pod["securityContext"]["sysctls"] = [{"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"}]
+    pod["containers"][0]["securityContext"].update(procMount="Default", runAsUser=1)
+    assert restricted_violations(pod) == []
