@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import contextlib
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -122,18 +124,41 @@ class Cluster:
 
     def write_values(self, path: str | Path | None = None, secrets_path: str | Path | None = None) -> Path:
         """Write the values file (and the 0600 secrets file when models have secrets)."""
-        split = self.split_values()
         target = Path(path) if path else self.values_path
         secrets_target = Path(secrets_path) if secrets_path else (
             secrets_path_for(target) if path else self.secrets_path
         )
-        self.check()
-        for written in ([secrets_target] if split.secrets else []) + [target]:
-            writable_target(written)  # all checked before any is written
-        if split.secrets:
-            write_private_file(secrets_target, dump_values(split.secrets, "# Secret values: keep out of git.\n"), 0o600)
-        write_private_file(target, dump_values(split.values, self._header()))
+        for written, text, mode in reversed(self._files_to_write(target, secrets_target)):
+            write_private_file(written, text, mode)  # the secrets first: never values without them
         return target
+
+    def _files_to_write(self, target: Path, secrets_target: Path) -> list[tuple[Path, str, int]]:
+        """(path, text, mode) of the values file and, when models have secrets, the 0600 secrets
+        file, in helm's -f order; after the chart's checks, with every path checked before any is
+        written."""
+        split = self.split_values()
+        self.check()
+        files = [(target, dump_values(split.values, self._header()), 0o644)]
+        if split.secrets:
+            files.append((secrets_target, dump_values(split.secrets, "# Secret values: keep out of git.\n"), 0o600))
+        for written, _, _ in files:
+            writable_target(written)
+        return files
+
+    @contextlib.contextmanager
+    def _staged_values(self) -> Iterator[list[Path]]:
+        """The values files for helm, staged in a private directory, written to values_path (and
+        the secrets file) only when the block succeeds: a failed release never leaves a values file
+        naming a tag that was never deployed, which the next partial update would take as the truth."""
+        files = self._files_to_write(self.values_path, self.secrets_path)
+        with tempfile.TemporaryDirectory(prefix="cs-cluster-apply-") as directory:
+            staged = [write_private_file(Path(directory) / f"{number}-{path.name}", text, mode)
+                      for number, (path, text, mode) in enumerate(files)]
+            if not self.split_values().secrets and self.secrets_path.exists():
+                staged.append(self.secrets_path)  # secrets written before, kept as values_files() does
+            yield staged
+        for path, text, mode in reversed(files):
+            write_private_file(path, text, mode)
 
     def values_files(self) -> list[Path]:
         """The files `apply` hands to helm: the values file, then the secrets file if any."""
@@ -227,10 +252,10 @@ class Cluster:
         return str(chart.get("appVersion") or chart.get("version") or "")
 
     def helm_upgrade_command(self, *, wait: bool = True, timeout: str = "10m",
-                             extra: Sequence[str] = ()) -> list[str]:
+                             extra: Sequence[str] = (), files: Sequence[Path] | None = None) -> list[str]:
         command = [self.helm_binary or helm.find_helm(), "upgrade", "--install", self.release, str(self.chart),
                    "--namespace", self.namespace, "--create-namespace"]
-        for path in self.values_files():
+        for path in self.values_files() if files is None else files:
             command += ["-f", str(path)]
         if wait:
             command += ["--wait", "--timeout", timeout]
@@ -238,29 +263,32 @@ class Cluster:
 
     def apply(self, *, dry_run: bool = False, wait: bool = True, timeout: str = "10m",
               extra: Sequence[str] = ()) -> list[str]:
-        """Write the values file and `helm upgrade --install` it; `dry_run` only prints the command."""
+        """`helm upgrade --install` the values, then write the values file (only once the release
+        succeeded: a failed one leaves the file as it was); `dry_run` only prints the command."""
         if dry_run:
             command = self.helm_upgrade_command(wait=wait, timeout=timeout, extra=extra)
             print(shlex.join(command))
-            return command
-        self.write_values()
-        command = self.helm_upgrade_command(wait=wait, timeout=timeout, extra=extra)
-        print(f"running: {shlex.join(command)}", file=sys.stderr, flush=True)
-        if not wait:
-            _run_tool(command, "helm")
             return command
         # While helm waits, name any pod no node can take, instead of only timing out later.
         def report(pod: StuckPod) -> None:
             print(f"cs-cluster: {pod.describe()}; helm will time out after {timeout} unless a node can take it",
                   file=sys.stderr, flush=True)
 
-        with SchedulingWatcher(self.namespace, self.release, report) as watcher:
-            try:
+        with self._staged_values() as staged:
+            command = self.helm_upgrade_command(wait=wait, timeout=timeout, extra=extra, files=staged)
+            print(f"running: {shlex.join(command)}", file=sys.stderr, flush=True)
+            if not wait:
                 _run_tool(command, "helm")
-            except ToolError as error:
-                if watcher.reported:
-                    raise ToolError(f"{error}; " + "; ".join(p.describe() for p in watcher.reported)) from None
-                raise
+            else:
+                with SchedulingWatcher(self.namespace, self.release, report) as watcher:
+                    try:
+                        _run_tool(command, "helm")
+                    except ToolError as error:
+                        if watcher.reported:
+                            raise ToolError(
+                                f"{error}; " + "; ".join(p.describe() for p in watcher.reported)) from None
+                        raise
+        print(f"wrote {self.values_path}", file=sys.stderr)
         return command
 
 

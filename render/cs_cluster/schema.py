@@ -1,4 +1,4 @@
-"""values.schema.yaml -> values.schema.json and docs/values.md.
+"""values.schema.yaml -> values.schema.json and docs/values.md; values.yaml -> files/value-keys.json.
 
 The YAML schema is the single source of truth (as in zero-to-jupyterhub): Helm validates values
 against the JSON made from it, and the reference docs are made from it too, so neither can drift.
@@ -74,10 +74,26 @@ def values_markdown(chart: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _key_tree(defaults: Any) -> Any:
+    """The keys of every mapping of the defaults, nested (a leaf, or an empty mapping, is null)."""
+    if isinstance(defaults, dict) and defaults:
+        return {key: _key_tree(value) for key, value in defaults.items()}
+    return None
+
+
+def value_keys_json(chart: Path) -> str:
+    """files/value-keys.json: the keys of the chart's values.yaml, for the chart's own check that
+    no default went missing (templates cannot read values.yaml itself, and `helm upgrade
+    --reuse-values` renders a newer chart with an older chart's defaults)."""
+    defaults = yaml.safe_load((chart / "values.yaml").read_text()) or {}
+    return json.dumps(_key_tree(defaults), indent=1, sort_keys=True) + "\n"
+
+
 def generated_files(chart: Path) -> dict[Path, str]:
     """Each generated file and the text it must have."""
     return {
         chart / "values.schema.json": schema_json(chart),
+        chart / "files" / "value-keys.json": value_keys_json(chart),
         chart.parent.parent / "docs" / "values.md": values_markdown(chart),
     }
 

@@ -137,3 +137,17 @@ def test_notes_fail_loudly_on_a_renamed_key(notes_helm: tuple[str, dict[str, str
     result = install_notes(notes_helm, values_with(model("a", "b", cluster_type="dask")), tmp_path)
     assert result.returncode != 0
     assert "models.a-b.cluster_type is a worker_config key; in values it is clusterType" in result.stderr
+
+
+@pytest.mark.parametrize("major", [3, 4], ids=["helm3", "helm4"])
+@pytest.mark.parametrize("missing", ["podSecurityContext", "modelDefaults.io.resources", "callback",
+                                     "podDisruptionBudget.enabled", "celery.hardTimeLimitGraceSeconds"])
+def test_a_default_gone_missing_is_named_before_any_template_fails(major: int, missing: str) -> None:
+    """What `helm upgrade --reuse-values` does with a newer chart (renders the release's old values
+    without the defaults the chart added), here by null: the chart names the key and the advice,
+    before a template meets nil (a Go reflection error, or a feature silently off)."""
+    result = subprocess.run([find_helm(major), "template", "r", str(CHART), "--set", "modelImages.project=p",
+                             "--set", f"{missing}=null"], capture_output=True, text=True, check=False)
+    assert result.returncode == 1
+    assert f"values lack {missing}, which cs-workers" in result.stderr, result.stderr
+    assert "--reset-then-reuse-values" in result.stderr and "reflect" not in result.stderr

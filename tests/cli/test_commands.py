@@ -126,3 +126,27 @@ def test_cluster_api_as_in_the_release_notes(tmp_path: Path) -> None:
                      values_file=written)
     assert {slug: m["image"]["tag"] for slug, m in update.values()["models"].items()} == {
         "pslmodels-ogusa": "oct30.0", "a-b": "oct30.1"}
+
+
+def test_a_failed_apply_leaves_the_values_files_as_they_were(tmp_path: Path) -> None:
+    """The values file is written once the release succeeded: after a failed helm it still names the
+    tags that were deployed, which the next partial update takes as the truth."""
+    import os
+
+    config = write_config(tmp_path, [SEED_MODEL | {"secrets": {"API_KEY": "old"}}])
+    values_file = tmp_path / "values" / "p.yaml"
+    Cluster(config, tag="deployed", project="p", values_file=values_file, previous=None).write_values()
+    secrets_file = tmp_path / "values" / "p.secrets.yaml"
+    before = {path.name: path.read_bytes() for path in (values_file, secrets_file)}
+    write_config(tmp_path, [SEED_MODEL | {"secrets": {"API_KEY": "new"}}])
+    no_cluster = {**os.environ, "KUBECONFIG": str(tmp_path / "no-kubeconfig")}
+    result = cs_cluster("apply", "--config", config, "--tag", "never-deployed", "--project", "p",
+                        "--values-file", values_file, "--timeout", "5s", "--no-wait", env=no_cluster)
+    assert result.returncode == 1 and "helm failed" in result.stderr
+    # helm was given the new values, from staged copies...
+    command = shlex.split(result.stderr.split("running: ", 1)[1].splitlines()[0])
+    staged = [Path(command[i + 1]) for i, word in enumerate(command) if word == "-f"]
+    assert [path.name for path in staged] == ["0-p.yaml", "1-p.secrets.yaml"] and not staged[0].exists()
+    # ...and the files kept what was deployed, with nothing left beside them.
+    assert {path.name: path.read_bytes() for path in (values_file, secrets_file)} == before
+    assert sorted(path.name for path in values_file.parent.iterdir()) == ["p.secrets.yaml", "p.yaml"]

@@ -1,8 +1,11 @@
 {{/*
 cs-workers.checkValues: fails with a message that says what to write instead. Included by
-check-values.yaml (so `helm template` checks too) and NOTES.txt.
+checks/first/check-values.yaml (so `helm template` checks too, before anything else renders) and
+NOTES.txt.
 */}}
 {{- define "cs-workers.checkValues" -}}
+{{- /* files/value-keys.json: the keys of values.yaml (templates cannot read it), by `cs-cluster schema --write`. */}}
+{{- include "cs-workers.checkDefaultsPresent" (dict "defaults" (.Files.Get "files/value-keys.json" | fromJson) "values" .Values "path" "" "chart" (printf "%s %s" .Chart.Name .Chart.Version)) }}
 {{- $renamed := dict "cluster_type" "clusterType (celery or dask)" "sim_time_limit" "simTimeLimit" "secret" "secrets.values" "affinity" "nodeSize (a list of sizes) or sim.affinity" "repo_url" "nothing: it is a build setting; keep it in the worker_config" "branch" "nothing: it is a build setting; keep it in the worker_config" "env" "nothing: build arguments stay in the worker_config" -}}
 {{- range $slug, $model := .Values.models }}
 {{- range $old, $new := $renamed }}
@@ -47,4 +50,23 @@ OWNER TITLE SIM_TIME_LIMIT INPUTS_TIME_LIMIT CELERY_VISIBILITY_TIMEOUT DASK_SCHE
 {{- end -}}
 {{- define "cs-workers.isRuntimeVariable" -}}
 {{- if or (hasPrefix "CS_" .) (hasPrefix "REDIS_" .) (has . (splitList " " (include "cs-workers.runtimeVariableNames" .))) }}true{{ end }}
+{{- end -}}
+
+{{/*
+cs-workers.checkDefaultsPresent (dict "defaults" $map "values" $map "path" "a.b" "chart" "name-version"):
+every key of this chart's values.yaml must be in the values. `helm upgrade --reuse-values` with a
+newer chart renders it with the *old* chart's defaults, so a key the newer chart added is missing:
+templates would meet nil (a Go reflection error, or a feature silently off). Say so instead.
+*/}}
+{{- define "cs-workers.checkDefaultsPresent" -}}
+{{- $values := .values -}}
+{{- range $key, $default := .defaults }}
+{{- $where := ternary $key (printf "%s.%s" $.path $key) (eq $.path "") }}
+{{- if not (hasKey $values $key) }}
+{{- fail (printf "values lack %s, which %s sets by default: these values were carried over from a release of an older chart, as `helm upgrade --reuse-values` does. Upgrade with --reset-then-reuse-values (Helm 3.14 and later) instead, or give all your values files again; to empty a setting, give {} or \"\" rather than null." $where $.chart) }}
+{{- end }}
+{{- if and (kindIs "map" $default) (kindIs "map" (index $values $key)) }}
+{{- include "cs-workers.checkDefaultsPresent" (dict "defaults" $default "values" (index $values $key) "path" $where "chart" $.chart) }}
+{{- end }}
+{{- end }}
 {{- end -}}
