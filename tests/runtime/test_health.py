@@ -74,14 +74,44 @@ def test_probe_fails_on_a_stale_heartbeat_with_one_line(tmp_path: Path) -> None:
         ((), {}, "CS_HEARTBEAT_FILE is not set"),
         ((), {"CS_HEARTBEAT_FILE": ""}, "CS_HEARTBEAT_FILE is not set"),
         (("--max-age", "0", "--file", "{missing}"), {}, "--max-age must be a positive number"),
+        (("--max-age", "-5", "--file", "{missing}"), {}, "--max-age must be a positive number of seconds, got -5"),
+        # A path that cannot be read (a file where a directory should be): said, not a traceback.
+        (("--file", "{missing}/x"), {}, "cannot read the heartbeat file"),
     ],
 )
 def test_probe_fails_with_a_reason(tmp_path: Path, args: tuple[str, ...], env: dict[str, str], reason: str) -> None:
     missing = str(tmp_path / "never-written")
+    if "{missing}/x" in args:
+        Path(missing).write_text("")  # a file, so {missing}/x is not a path that can exist
     environment = {name: value.format(missing=missing) for name, value in env.items()}
     done = probe(*(arg.format(missing=missing) for arg in args), env=environment)
     assert done.returncode == 1
     assert reason in one_line(done)
+
+
+@pytest.mark.parametrize(("age", "max_age", "stale"), [(119.5, None, False), (120.5, None, True), (10, 10, True),
+                                                    (9.5, 10, False), (0.25, 0.5, False), (0.75, 0.5, True)],
+                         ids=["default-fresh", "default-stale", "at-the-limit", "below", "fraction-fresh",
+                              "fraction-stale"])
+def test_probe_limit_is_the_age_in_seconds(tmp_path: Path, age: float, max_age: float | None, stale: bool) -> None:
+    """The age is now minus the file's mtime; stale from --max-age on (120 s by default); any
+    positive --max-age, fractions included, is a limit."""
+    beat = tmp_path / "cs-worker-heartbeat"
+    beat.touch()
+    os.utime(beat, (time.time() - age,) * 2)
+    done = probe(*(["--max-age", str(max_age)] if max_age is not None else []), "--file", str(beat))
+    assert done.returncode == (1 if stale else 0), done.stderr
+
+
+def test_age_is_a_difference_of_clock_readings(tmp_path: Path) -> None:
+    from cs_runtime.health import heartbeat_problem
+
+    beat = tmp_path / "cs-worker-heartbeat"
+    beat.touch()
+    os.utime(beat, (1000, 1000))
+    assert heartbeat_problem(beat, 120, now=1100) is None
+    assert heartbeat_problem(beat, 120, now=2000) == f"heartbeat is stale: {beat} was last touched 1000 s ago " \
+                                                      "(limit 120 s)"
 
 
 def test_the_probe_stays_light() -> None:
