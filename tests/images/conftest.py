@@ -32,7 +32,7 @@ from docker_support import (
     chart_redis_image,
     docker,
     engine_problem,
-    temporary_workdir,
+    pods_directory,
 )
 from helpers import EXAMPLE_CONFIG, skip_or_fail
 
@@ -91,7 +91,7 @@ def built(engine: None, base_image: str | None, redis_image: str,
     rendered = render_chart(extra, values_files=[values_file], release="cs-workers")
     return BuiltRelease(values_file, done.stderr, base_image, redis_image,
                         f"{REGISTRY}/{PROJECT}/cs-workers-runtime:{TAG}",
-                        Release(list(rendered), temporary_workdir()))
+                        Release(list(rendered), pods_directory(directory)))
 
 
 @pytest.fixture(scope="session")
@@ -102,4 +102,3 @@ def sandbox(built: BuiltRelease) -> Iterator[Sandbox]:
         yield sandbox
     finally:
         sandbox.stop()
-        shutil.rmtree(built.release.workdir, ignore_errors=True)

@@ -19,7 +19,6 @@ import json
 import os
 import shlex
 import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -343,6 +342,8 @@ def wait_for_probes(sandbox: Sandbox, containers: Iterable[Container], timeout: 
     return failures
 
 
-def temporary_workdir() -> Path:
-    """A directory for env files and ConfigMap contents; 0700 since env files hold Secrets."""
-    return Path(tempfile.mkdtemp(prefix="cs-images-"))
+def pods_directory(parent: Path) -> Path:
+    """A directory for the pods' env files and ConfigMap contents; 0700 since env files hold Secrets."""
+    directory = parent / "pods"
+    directory.mkdir(mode=0o700)
+    return directory
