@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from cs_runtime.names import ModelNames
+
 from .conftest import CELERY_SUM_SIM_TIME_LIMIT, ModelWorkers
 from .support import (
     CELERY_SUM,
@@ -20,6 +22,7 @@ from .support import (
     COMP_API_TOKEN,
     RecordingWebserver,
     RedisServer,
+    start_worker,
     wait_until,
     worker_command,
     worker_env,
@@ -135,3 +138,123 @@ def test_worker_without_its_model_stops_with_a_message(redis_server: RedisServer
     )
     assert done.returncode != 0
     assert "cannot import cs_config.functions" in done.stderr, done.stderr[-2000:]
+
+
+MESSY = ModelNames("cs-tests", "Messy")
+# A model that, asked to, changes everything a model can change in its process, and reports the
+# state it found on each call. C/S models really do this (warnings.filterwarnings("error") in
+# run_model); the worker must keep it to that call.
+MESSY_FUNCTIONS = '''
+import json
+import logging
+import os
+import signal
+import warnings
+
+import requests
+
+
+def state():
+    return {
+        "warnings as errors": any(entry[0] == "error" for entry in warnings.filters),
+        "environment": os.environ.get("CS_TESTS_LEAK"),
+        "working directory": os.getcwd(),
+        "root handlers": len(logging.getLogger().handlers),
+        "logging disabled": logging.root.manager.disable,
+        "SIGTERM": str(signal.getsignal(signal.SIGTERM)),
+        "requests patched": getattr(requests.Session.request, "patched", False),
+        "json patched": getattr(json.dumps, "patched", False),
+    }
+
+
+def mess():
+    def broken(*args, **kwargs):
+        raise RuntimeError("patched by the model")
+
+    broken.patched = True
+    warnings.filterwarnings("error")
+    os.environ["CS_TESTS_LEAK"] = "leaked"
+    os.chdir("/")
+    logging.getLogger().handlers.clear()
+    logging.disable(logging.CRITICAL)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    requests.Session.request = broken
+    json.dumps = broken
+
+
+def get_version():
+    return "1.0.0"
+
+
+def get_inputs(meta_param_dict):
+    return {"meta_parameters": {}, "model_parameters": {}}
+
+
+def validate_inputs(meta_param_dict, adjustment, errors_warnings):
+    found = state()
+    if adjustment.get("mess"):
+        mess()
+    return {"errors_warnings": {"state": found}}
+
+
+def run_model(meta_param_dict, adjustment):
+    found = state()
+    text = json.dumps(found)
+    if adjustment.get("mess"):
+        mess()
+    return {"renderable": [{"media_type": "json", "title": "state", "data": text}], "downloadable": []}
+'''
+
+
+def test_what_a_model_changes_in_its_process_stays_in_that_call(
+    redis_server: RedisServer, webserver: RecordingWebserver, client: Any, tmp_path: Path
+) -> None:
+    """Warnings filters, environment, working directory, logging, signal handlers and
+    monkeypatched modules changed by one parse or sim reach neither the runtime's own work
+    (storing the result, PUTting it) nor the next task (issue 10, item 7)."""
+    import json
+    import textwrap
+
+    package = tmp_path / "messy-cs-config" / "cs_config"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "functions.py").write_text(textwrap.dedent(MESSY_FUNCTIONS))
+    workers = {role: start_worker(MESSY, role, worker_env(MESSY, role, "celery", package.parent, redis_server,
+                                                          COMP_URL=webserver.url), tmp_path)
+               for role in ("io", "sim")}  # fmt: skip
+
+    def sim(adjustment: dict[str, Any]) -> dict[str, Any]:
+        job_id = str(uuid.uuid4())
+        result = client.send_task(MESSY.task("sim"), args=[job_id, {}, adjustment], queue=MESSY.sim_queue,
+                                  task_id=job_id).get(timeout=30)  # fmt: skip
+        assert result["status"] == "SUCCESS", result.get("traceback")
+        assert webserver.put_for(job_id).body == result  # delivered, though the model broke requests
+        return json.loads(result["outputs"]["renderable"][0]["data"])
+
+    def parse(adjustment: dict[str, Any]) -> dict[str, Any]:
+        job_id = str(uuid.uuid4())
+        result = client.send_task(MESSY.task("inputs_parse"), args=[job_id, {}, adjustment, {}],
+                                  queue=MESSY.inputs_queue, task_id=job_id).get(timeout=30)  # fmt: skip
+        assert result["status"] == "SUCCESS", result.get("traceback")
+        assert webserver.put_for(job_id).body == result
+        found: dict[str, Any] = result["errors_warnings"]["state"]
+        return found
+
+    try:
+        for worker in workers.values():
+            worker.wait_ready()
+        clean = sim({})
+        assert clean["warnings as errors"] is False and clean["environment"] is None
+        assert clean["working directory"] == str(tmp_path) and clean["requests patched"] is False
+        assert sim({"mess": True}) == clean  # what it found; then it changed everything
+        assert sim({}) == clean, "the previous sim's changes reached this one"
+        assert sim({}) == clean
+        clean_parse = parse({})
+        assert parse({"mess": True}) == clean_parse
+        assert parse({}) == clean_parse, "the previous parse's changes reached this one"
+        for worker in workers.values():
+            assert worker.process.poll() is None
+            assert "Traceback" not in worker.log(), worker.log()[-3000:]
+    finally:
+        for worker in workers.values():
+            worker.stop()

@@ -49,6 +49,26 @@ class ModelFunctions:
         )
 
 
+def isolated(functions: ModelFunctions, model_state: Any = None) -> ModelFunctions:
+    """The same four functions, each called in a forked child of the calling process
+    (isolation.call_isolated), so what a call changes in its process dies with it; `model_state`
+    (an isolation.ProcessState) is what the model's import set up, replayed in each child."""
+    from functools import partial
+
+    from cs_runtime.isolation import call_isolated
+
+    def run_isolated(function: Callable[..., Any]) -> Callable[..., Any]:
+        return partial(call_isolated, function, model_state=model_state)
+
+    return ModelFunctions(
+        module_name=functions.module_name,
+        get_version=run_isolated(functions.get_version),
+        get_inputs=run_isolated(functions.get_inputs),
+        validate_inputs=run_isolated(functions.validate_inputs),
+        run_model=run_isolated(functions.run_model),
+    )
+
+
 def load_model_functions(module_name: str = FUNCTIONS_MODULE) -> ModelFunctions:
     """Import the model's functions module (pip-installed in the image, on PYTHONPATH in
     local mode)."""

@@ -20,7 +20,8 @@ from cs_runtime.callback import ResultKind, ResultPoster
 from cs_runtime.deliveries import DeliveryCounter
 from cs_runtime.envelope import Envelope, failure_envelope
 from cs_runtime.heartbeat import heartbeat_step
-from cs_runtime.model import ModelFunctions, load_model_functions
+from cs_runtime.isolation import guarded_import
+from cs_runtime.model import ModelFunctions, isolated, load_model_functions
 from cs_runtime.names import TASK_KINDS
 from cs_runtime.settings import WorkerSettings
 
@@ -111,10 +112,19 @@ def create_worker_app(settings: WorkerSettings, functions: ModelFunctions | None
     """The Celery app for `settings`' model, with its four tasks registered.
 
     The model's functions are imported here, at start-up, so a worker whose model is not
-    installed fails at once (a crash-looping pod) instead of failing every task.
+    installed fails at once (a crash-looping pod) instead of failing every task. Each call of one
+    runs in a forked child (isolation.py): nothing a model changes in its process reaches the
+    runtime's own work (storing and PUTting the result) or the next task.
     """
     names = settings.names
-    functions = functions or load_model_functions()
+    if functions is None:
+        # What the import changes (warnings filters, environment, ...) stays the model's: it is
+        # put back for the runtime here and replayed in the child of every call.
+        with guarded_import() as model_state:
+            functions = load_model_functions()
+        functions = isolated(functions, model_state[0])
+    else:
+        functions = isolated(functions)
     poster = (
         ResultPoster(settings.comp_url, settings.comp_api_token, settings.callback)
         if settings.comp_url and settings.comp_api_token
