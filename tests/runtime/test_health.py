@@ -110,6 +110,8 @@ def test_age_is_a_difference_of_clock_readings(tmp_path: Path) -> None:
     beat.touch()
     os.utime(beat, (1000, 1000))
     assert heartbeat_problem(beat, 120, now=1100) is None
+    assert heartbeat_problem(beat, 120, now=1119.9) is None
+    assert heartbeat_problem(beat, 120, now=1120) is not None  # stale from the limit on
     assert heartbeat_problem(beat, 120, now=2000) == f"heartbeat is stale: {beat} was last touched 1000 s ago " \
                                                       "(limit 120 s)"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import uuid
 from pathlib import Path
@@ -90,3 +91,10 @@ def test_the_config_accepts_a_name_exactly_when_the_gateway_can_route_it(
 
     routable = routed(title) and routed(quote(title, safe=""))
     assert accepted == routable == (title in ROUTABLE)
+
+
+def test_model_names_are_values() -> None:
+    """Names are computed once per model and shared; none can change under a worker or the gateway."""
+    names = ModelNames("PSLmodels", "OG-USA")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        names.owner = "x"  # type: ignore[misc]
