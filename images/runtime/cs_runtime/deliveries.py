@@ -35,6 +35,9 @@ class DeliveryCounter:
     max_deliveries: int
     # The count must outlive the redeliveries it guards: each may wait a visibility timeout.
     expire_seconds: int
+    # The model's Redis key prefix (settings.WorkerSettings.redis_key_prefix): its ACL user
+    # reaches only keys that start with it.
+    key_prefix: str = ""
     _client: Any = field(default=None, init=False, repr=False)
 
     def _redis(self) -> Any:
@@ -45,7 +48,7 @@ class DeliveryCounter:
 
     def count(self, job_id: str) -> int | None:
         """This delivery's number (1 for the first); None when Redis cannot say."""
-        key = counter_key(job_id)
+        key = self.key_prefix + counter_key(job_id)
         try:
             pipe = self._redis().pipeline()
             pipe.incr(key)

@@ -179,20 +179,20 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
         route = routes.lookup(owner, title)
         body = read_json_body()
         meta_param_dict = {} if body is None else json_object(body, "meta_param_dict (the body)")
-        return jsonify(
-            jobs.run_and_wait(route.tasks["inputs_get"], route.inputs_queue, [meta_param_dict], wait_bound(route))
-        )
+        return jsonify(jobs.run_and_wait(route.tasks["inputs_get"], route.inputs_queue, [meta_param_dict],
+                                         wait_bound(route), route.redis_key_prefix))
 
     def version(owner: str, title: str) -> Response:
         route = routes.lookup(owner, title)
         body = read_json_body()
         if body is not None:
             json_object(body, "request body")
-        return jsonify(jobs.run_and_wait(route.tasks["inputs_version"], route.inputs_queue, [], wait_bound(route)))
+        return jsonify(jobs.run_and_wait(route.tasks["inputs_version"], route.inputs_queue, [], wait_bound(route),
+                                         route.redis_key_prefix))
 
     def enqueue(route: Route, kind: TaskKind, queue: str, fields: list[JsonObject]) -> Response:
         job_id = str(uuid.uuid4())
-        qlength = jobs.enqueue(route.tasks[kind], queue, [job_id, *fields], job_id, route.slug)
+        qlength = jobs.enqueue(route.tasks[kind], queue, [job_id, *fields], job_id, route.slug, route.redis_key_prefix)
         return jsonify({"job_id": job_id, "qlength": qlength})
 
     def parse(owner: str, title: str) -> Response:
@@ -205,20 +205,21 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
         fields = body_fields(("meta_param_dict", "adjustment"))
         return enqueue(route, "sim", route.sim_queue, fields)
 
-    def own_job(owner: str, title: str, job_id: str) -> str:
+    def own_job(owner: str, title: str, job_id: str) -> tuple[str, Route]:
         """The job id, once it is known to belong to the model the URL names (404 otherwise)."""
         route = routes.lookup(owner, title)
         job_id = checked_job_id(job_id)
         jobs.check_model(job_id, route.slug)
-        return job_id
+        return job_id, route
 
     def query(owner: str, title: str, job_id: str) -> Response:
-        status = jobs.status(own_job(owner, title, job_id))
+        job_id, route = own_job(owner, title, job_id)
+        status = jobs.status(job_id, route.redis_key_prefix)
         return jsonify({"job_id": status.job_id, "ready": status.ready, "status": status.status})
 
     def get(owner: str, title: str, job_id: str) -> tuple[Response, int]:
-        job_id = own_job(owner, title, job_id)
-        envelope = jobs.result(job_id)
+        job_id, route = own_job(owner, title, job_id)
+        envelope = jobs.result(job_id, route.redis_key_prefix)
         if envelope is None:
             return jsonify({"job_id": job_id, "status": "PENDING"}), 202
         return jsonify(envelope), 200

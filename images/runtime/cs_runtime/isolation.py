@@ -154,7 +154,7 @@ def _child(function: Callable[..., Any], args: tuple[Any, ...], write_fd: int, p
 
 def call_isolated(function: Callable[..., Any], *args: Any, model_state: ProcessState | None = None) -> Any:
     """`function(*args)` in a forked child; what it returned, or ModelRunError with its traceback."""
-    from celery.exceptions import SoftTimeLimitExceeded  # type: ignore[import-untyped]
+    from celery.exceptions import SoftTimeLimitExceeded
 
     read_fd, write_fd = os.pipe()
     parent = os.getpid()

@@ -70,12 +70,16 @@ class JobStatus:
     status: str
 
 
-def _celery(redis_url: str, with_backend: bool, visibility_timeout: float | None = None) -> Any:
+def _celery(redis_url: str, with_backend: bool, visibility_timeout: float | None = None, key_prefix: str = "") -> Any:
     app = Celery("cs-gateway", broker=redis_url, backend=redis_url if with_backend else None, set_as_current=False)
-    transport_options: dict[str, float] = {"socket_connect_timeout": REDIS_CONNECT_TIMEOUT}
+    transport_options: dict[str, Any] = {"socket_connect_timeout": REDIS_CONNECT_TIMEOUT}
     if visibility_timeout is not None:
         # The gateway only publishes, but its broker settings match the workers' anyway.
         transport_options["visibility_timeout"] = visibility_timeout
+    if key_prefix:
+        # The model's keys, as its workers name them (worker_app.key_prefix_option).
+        transport_options["global_keyprefix"] = key_prefix
+        app.conf.result_backend_transport_options = {"global_keyprefix": key_prefix}
     app.conf.update(
         task_serializer="json",
         result_serializer="json",
@@ -93,25 +97,40 @@ class JobClient:
     """Sends jobs to model queues and reads their results."""
 
     def __init__(self, redis_url: str, visibility_timeout: float | None = None) -> None:
-        self.sender = _celery(redis_url, with_backend=False, visibility_timeout=visibility_timeout)
-        self.results = _celery(redis_url, with_backend=True, visibility_timeout=visibility_timeout)
         self.redis = redis.Redis.from_url(redis_url, socket_connect_timeout=REDIS_CONNECT_TIMEOUT)
         self.redis_url = redis_url
+        self.visibility_timeout = visibility_timeout
+        self._apps: dict[str, tuple[Any, Any]] = {}
+        self.sender, self.results = self.apps("")
+
+    def apps(self, key_prefix: str) -> tuple[Any, Any]:
+        """The sending and the result-reading Celery apps for the models whose keys start with
+        `key_prefix` (one pair per prefix, made on first use)."""
+        if key_prefix not in self._apps:
+            self._apps[key_prefix] = (
+                _celery(self.redis_url, with_backend=False, visibility_timeout=self.visibility_timeout,
+                        key_prefix=key_prefix),
+                _celery(self.redis_url, with_backend=True, visibility_timeout=self.visibility_timeout,
+                        key_prefix=key_prefix),
+            )
+        return self._apps[key_prefix]
 
     def credentials_refused(self) -> str | None:
         """Redis's words when it refuses the gateway's password; None otherwise (also when away).
         Half a second at most: /health answers the kubelet, whose probes time out after one."""
         return credentials_refused(self.redis_url, timeout_seconds=0.5)
 
-    def run_and_wait(self, task_name: str, queue: str, args: list[Any], timeout: float) -> Envelope:
+    def run_and_wait(self, task_name: str, queue: str, args: list[Any], timeout: float,
+                     key_prefix: str = "") -> Envelope:
         """Run a synchronous task (inputs_get, inputs_version) and return its envelope.
 
         The message expires when we stop waiting, so an io worker that comes back later does
         not compute an answer nobody will read.
         """
+        sender, results = self.apps(key_prefix)
         try:
-            job_id = self.sender.send_task(task_name, args=args, queue=queue, expires=timeout).id
-            result = AsyncResult(job_id, app=self.results)
+            job_id = sender.send_task(task_name, args=args, queue=queue, expires=timeout).id
+            result = AsyncResult(job_id, app=results)
             deadline = time.monotonic() + timeout
             pause = FIRST_POLL_SECONDS
             while not result.ready():
@@ -127,15 +146,17 @@ class JobClient:
         except REDIS_DOWN as exc:
             raise broker_error(exc) from None
 
-    def enqueue(self, task_name: str, queue: str, args: list[Any], job_id: str, model: str) -> int:
+    def enqueue(self, task_name: str, queue: str, args: list[Any], job_id: str, model: str,
+                key_prefix: str = "") -> int:
         """Queue an asynchronous task (parse, sim) under `job_id` for `model` (its slug); returns
         the queue length."""
+        sender, _ = self.apps(key_prefix)
         try:
             # Recorded first, so that a result can never be asked for before its job is known.
             self.redis.set(job_key(job_id), model, ex=JOB_RECORD_SECONDS)
-            self.sender.send_task(task_name, args=args, queue=queue, task_id=job_id)
+            sender.send_task(task_name, args=args, queue=queue, task_id=job_id)
             # Celery's Redis transport keeps a queue's waiting messages in a list of its name.
-            return int(self.redis.llen(queue))
+            return int(self.redis.llen(key_prefix + queue))
         except REDIS_DOWN as exc:
             raise broker_error(exc) from None
 
@@ -149,20 +170,20 @@ class JobClient:
         if owner is None or (owner.decode() if isinstance(owner, bytes) else owner) != model:
             raise UnknownJobError(f"unknown job {job_id} for this model")
 
-    def status(self, job_id: str) -> JobStatus:
+    def status(self, job_id: str, key_prefix: str = "") -> JobStatus:
         """Where job `job_id` is."""
         try:
-            result = AsyncResult(job_id, app=self.results)
+            result = AsyncResult(job_id, app=self.apps(key_prefix)[1])
             if result.ready():
                 return JobStatus(job_id, True, str(self._envelope(result).get("status", FAIL)))
             return JobStatus(job_id, False, str(result.state))
         except REDIS_DOWN as exc:
             raise broker_error(exc) from None
 
-    def result(self, job_id: str) -> Envelope | None:
+    def result(self, job_id: str, key_prefix: str = "") -> Envelope | None:
         """The envelope of a finished job, None while it is pending or running."""
         try:
-            result = AsyncResult(job_id, app=self.results)
+            result = AsyncResult(job_id, app=self.apps(key_prefix)[1])
             return self._envelope(result) if result.ready() else None
         except REDIS_DOWN as exc:
             raise broker_error(exc) from None

@@ -60,6 +60,17 @@ class ModelNames:
         """The queue a task of this kind travels on."""
         return self.sim_queue if kind == "sim" else self.inputs_queue
 
+    @property
+    def redis_key_prefix(self) -> str:
+        """`{m}:`, before every Redis key and channel of this model's queues, results and
+        delivery counts, so that a Redis ACL user can be limited to them (`~{m}:*`, `&{m}:*`)."""
+        return f"{self.key}:"
+
+    @property
+    def redis_username(self) -> str:
+        """The Redis ACL user of this model's workers, e.g. `model-pslmodels_ogusa`."""
+        return f"model-{self.key}"
+
 
 def model_slug(owner: str, title: str) -> str:
     """Routing-table key of the model a gateway URL names."""

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cs_runtime.errors import RoutingTableError, UnknownModelError
-from cs_runtime.names import TASK_KINDS, TaskKind, model_slug
+from cs_runtime.names import TASK_KINDS, ModelNames, TaskKind, model_slug
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,8 @@ class Route:
     dask_scheduler_address: str | None
     sim_time_limit: float
     inputs_time_limit: float
+    # Before every Redis key of this model's queues and results ("": none); see names.py.
+    redis_key_prefix: str = ""
 
 
 def _field(entry: Mapping[str, Any], slug: str, name: str, kind: type | tuple[type, ...]) -> Any:
@@ -76,6 +78,9 @@ def parse_route(slug: str, entry: object) -> Route:
         if not isinstance(name, str) or not name:
             raise RoutingTableError(f"model {slug!r}: tasks.{kind} is missing")
         tasks[kind] = name
+    prefix = entry.get("redisKeyPrefix") or ""
+    if prefix not in ("", ModelNames(owner, title).redis_key_prefix):
+        raise RoutingTableError(f"model {slug!r}: redisKeyPrefix must be {ModelNames(owner, title).redis_key_prefix!r}")
     address = entry.get("daskSchedulerAddress")
     if address is not None and not isinstance(address, str):
         raise RoutingTableError(f"model {slug!r}: daskSchedulerAddress must be a string or null")
@@ -90,6 +95,7 @@ def parse_route(slug: str, entry: object) -> Route:
         dask_scheduler_address=address,
         sim_time_limit=_seconds(entry, slug, "simTimeLimit"),
         inputs_time_limit=_seconds(entry, slug, "inputsTimeLimit"),
+        redis_key_prefix=prefix,
     )
 
 

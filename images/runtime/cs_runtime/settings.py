@@ -80,11 +80,12 @@ def optional_positive_number(env: Environ, name: str) -> float | None:
 
 
 def redis_url(env: Environ) -> str:
-    """`redis://:PASSWORD@HOST:PORT/DB` from REDIS_HOST/PORT/DB/PASSWORD.
+    """`redis://[USERNAME]:PASSWORD@HOST:PORT/DB` from REDIS_HOST/PORT/DB/USERNAME/PASSWORD.
 
     The chart passes the password alone (from a Secret) so that it never appears in a plain
     env value or a command line; it is percent-encoded here because generated passwords may
-    hold `@`, `/` or `:`. REDIS_PORT and REDIS_DB default to Redis's own defaults.
+    hold `@`, `/` or `:`. REDIS_PORT and REDIS_DB default to Redis's own defaults; without
+    REDIS_USERNAME the password is Redis's default user's.
     """
     host = required(env, "REDIS_HOST")
     port = positive_int(env, "REDIS_PORT", 6379)
@@ -92,8 +93,19 @@ def redis_url(env: Environ) -> str:
     if not db_raw.isdigit():
         raise ConfigError(f"environment variable REDIS_DB must be a database number, got {db_raw!r}")
     password = optional(env, "REDIS_PASSWORD")
-    auth = f":{quote(password, safe='')}@" if password else ""
+    username = quote(optional(env, "REDIS_USERNAME") or "", safe="")
+    auth = f"{username}:{quote(password, safe='')}@" if password else ""
     return f"redis://{auth}{host}:{port}/{int(db_raw)}"
+
+
+def key_prefix(env: Environ, names: ModelNames) -> str:
+    """CS_REDIS_KEY_PREFIX, which must be the model's own (the chart's Redis ACL allows only that)."""
+    prefix = optional(env, "CS_REDIS_KEY_PREFIX") or ""
+    if prefix and prefix != names.redis_key_prefix:
+        raise ConfigError(
+            f"environment variable CS_REDIS_KEY_PREFIX must be this model's {names.redis_key_prefix!r}, got {prefix!r}"
+        )
+    return prefix
 
 
 @dataclass(frozen=True)
@@ -173,6 +185,9 @@ class WorkerSettings:
     heartbeat_interval_seconds: float = 10.0
     # CS_MAX_DELIVERIES: deliveries of one parse or sim message before it is answered FAIL.
     max_deliveries: int = DEFAULT_MAX_DELIVERIES
+    # CS_REDIS_KEY_PREFIX: before every Redis key and channel this worker uses (the model's
+    # ModelNames.redis_key_prefix, when its Redis user may reach only those); "": none.
+    redis_key_prefix: str = ""
 
     def __post_init__(self) -> None:
         if self.visibility_timeout is not None and not self.visibility_timeout > self.longest_hard_time_limit():
@@ -237,6 +252,7 @@ class WorkerSettings:
             heartbeat_file=Path(heartbeat) if (heartbeat := optional(env, "CS_HEARTBEAT_FILE")) else None,
             heartbeat_interval_seconds=positive_number(env, "CS_HEARTBEAT_INTERVAL_SECONDS", 10.0),
             max_deliveries=positive_int(env, "CS_MAX_DELIVERIES", DEFAULT_MAX_DELIVERIES),
+            redis_key_prefix=key_prefix(env, ModelNames(required(env, "OWNER"), required(env, "TITLE"))),
         )
 
 

@@ -57,6 +57,12 @@ def visibility_timeout(settings: WorkerSettings) -> float:
     return max(MIN_VISIBILITY_TIMEOUT, settings.longest_hard_time_limit() + VISIBILITY_MARGIN)
 
 
+def key_prefix_option(prefix: str) -> dict[str, str]:
+    """kombu's and Celery's transport option that puts `prefix` before every key and channel of
+    the queues, unacknowledged messages and results."""
+    return {"global_keyprefix": prefix} if prefix else {}
+
+
 def celery_config(settings: WorkerSettings) -> dict[str, Any]:
     """The Celery settings C/S used, plus what makes acks_late safe on Redis."""
     names = settings.names
@@ -72,8 +78,15 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         # So the gateway's `query` can tell STARTED from PENDING.
         "task_track_started": True,
+        # No remote control (`celery inspect/control`): nothing here uses it, probes read the
+        # heartbeat file, and its shared pattern subscription is one a model's Redis ACL user,
+        # limited to the model's own channels, may not make.
+        "worker_enable_remote_control": False,
         "broker_connection_retry_on_startup": True,
-        "broker_transport_options": {"visibility_timeout": visibility_timeout(settings)},
+        "broker_transport_options": {"visibility_timeout": visibility_timeout(settings),
+                                     **key_prefix_option(settings.redis_key_prefix)},
+        # Results (celery-task-meta-*) under the model's prefix too.
+        "result_backend_transport_options": key_prefix_option(settings.redis_key_prefix),
         # Where each task goes if something sends it through this app (the gateway names
         # the queue itself, from the routing table).
         "task_routes": {names.task(kind): {"queue": names.queue_for(kind)} for kind in TASK_KINDS},
@@ -158,7 +171,8 @@ def create_worker_app(settings: WorkerSettings, functions: ModelFunctions | None
 
     count_seconds = visibility_timeout(settings) * (settings.max_deliveries + 2)
     deliveries = DeliveryCounter(
-        settings.redis_url, settings.max_deliveries, expire_seconds=int(max(MIN_DELIVERY_COUNT_SECONDS, count_seconds))
+        settings.redis_url, settings.max_deliveries, expire_seconds=int(max(MIN_DELIVERY_COUNT_SECONDS, count_seconds)),
+        key_prefix=settings.redis_key_prefix,
     )
 
     def inputs_parse(job_id: str, meta_param_dict: object, adjustment: object, errors_warnings: object) -> Envelope:
