@@ -10,15 +10,34 @@ Celery models never do.
 
 from __future__ import annotations
 
+import logging
+import time
 import traceback
+from concurrent.futures import CancelledError
 from dataclasses import dataclass
 from typing import Any
 
-from distributed import Client, worker_client
+from distributed import Client, KilledWorker, worker_client
 
 from cs_runtime.envelope import JsonObject
 from cs_runtime.errors import ModelRunError
 from cs_runtime.model import FUNCTIONS_MODULE, load_model_functions
+
+log = logging.getLogger(__name__)
+
+
+def cluster_lost(error: BaseException) -> bool:
+    """True when `error` says the Dask cluster went away under the sim (its scheduler replaced
+    by a deploy, a connection lost, a scheduler not back yet), not that the model failed.
+
+    A model's own failure arrives as ModelRunError; KilledWorker means Dask already retried the
+    task on other workers and each died (a model that exhausts memory), so neither is retried.
+    Everything else the Dask client raises for a lost scheduler is an OSError (CommClosedError,
+    connection refused), a TimeoutError or a cancelled future (FutureCancelledError).
+    """
+    if isinstance(error, (ModelRunError, KilledWorker)):
+        return False
+    return isinstance(error, (OSError, TimeoutError, CancelledError))
 
 
 def run_model_on_worker(functions_module: str, meta_param_dict: JsonObject, adjustment: JsonObject) -> Any:
@@ -50,8 +69,33 @@ class DaskSimRunner:
     scheduler_address: str
     connect_timeout_seconds: float = 30.0
     functions_module: str = FUNCTIONS_MODULE
+    # How many times a sim whose cluster went away is run again, and the wait (seconds) before
+    # each new try; the sim's time limit (Celery's) bounds the whole.
+    cluster_retries: int = 3
+    retry_delay_seconds: float = 5.0
 
     def __call__(self, job_id: str, meta_param_dict: JsonObject, adjustment: JsonObject) -> Any:
+        """run_model's outputs. The sim is run again, from the start and on the same scheduler
+        address, when its cluster went away under it (`cluster_lost`): a deploy that replaces
+        the model's scheduler and workers while a sim runs must not turn it into a FAIL, and a
+        Dask sim holds no state outside its cluster, so running it again gives the same result.
+
+        Raises ModelRunError (run_model raised), or the last Dask error once the retries are
+        spent.
+        """
+        for attempt in range(self.cluster_retries + 1):
+            try:
+                return self._run_once(job_id, meta_param_dict, adjustment)
+            except Exception as error:
+                if attempt == self.cluster_retries or not cluster_lost(error):
+                    raise
+                log.warning("sim %s lost its Dask cluster at %s (%s: %s); running it again in %g s (retry %d of %d)",
+                            job_id, self.scheduler_address, type(error).__name__, error, self.retry_delay_seconds,
+                            attempt + 1, self.cluster_retries)
+                time.sleep(self.retry_delay_seconds)
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _run_once(self, job_id: str, meta_param_dict: JsonObject, adjustment: JsonObject) -> Any:
         # A client per sim: sims are long, and a fresh connection survives a scheduler
         # restart between sims. We keep the future and wait on it (C/S lost results with
         # fire_and_forget); if we stop waiting (time limit), we cancel it.

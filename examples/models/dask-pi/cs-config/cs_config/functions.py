@@ -8,6 +8,7 @@ whichever workers the scheduler picks, and reports its worker's address.
 from __future__ import annotations
 
 import random
+import time
 from typing import Any
 
 from distributed import get_client, get_worker
@@ -29,6 +30,13 @@ MODEL_PARAMETERS: dict[str, dict[str, Any]] = {
         "type": "int",
         "value": [{"value": 200_000}],
         "validators": {"range": {"min": 1, "max": 100_000_000}},
+    },
+    "sleep_per_chunk": {
+        "title": "Sleep per chunk",
+        "description": "Seconds each task waits before counting (to try long sims and deploys under them).",
+        "type": "float",
+        "value": [{"value": 0.0}],
+        "validators": {"range": {"min": 0, "max": 3600}},
     },
     "seed": {
         "title": "Seed",
@@ -71,8 +79,10 @@ def validate_inputs(
         value = _value(raw)
         if spec is None:
             errors[name] = [f"unknown parameter {name!r}"]
-        elif not isinstance(value, int) or isinstance(value, bool):
+        elif spec["type"] == "int" and (not isinstance(value, int) or isinstance(value, bool)):
             errors[name] = [f"{name} must be an integer, got {value!r}"]
+        elif not isinstance(value, (int, float)) or isinstance(value, bool):
+            errors[name] = [f"{name} must be a number, got {value!r}"]
         elif not spec["validators"]["range"]["min"] <= value <= spec["validators"]["range"]["max"]:
             errors[name] = [f"{name} {value} is out of range"]
     errors_warnings = dict(errors_warnings)
@@ -80,8 +90,10 @@ def validate_inputs(
     return {"errors_warnings": errors_warnings}
 
 
-def _count_inside(seed: int, samples: int) -> tuple[int, str]:
+def _count_inside(seed: int, samples: int, sleep: float = 0.0) -> tuple[int, str]:
     """Points of the unit square inside the quarter circle, and who counted them."""
+    if sleep:
+        time.sleep(sleep)
     rng = random.Random(seed)
     inside = 0
     for _ in range(samples):
@@ -94,8 +106,10 @@ def _count_inside(seed: int, samples: int) -> tuple[int, str]:
 def run_model(meta_param_dict: dict[str, Any], adjustment: dict[str, Any]) -> dict[str, Any]:
     params = _params(adjustment)
     n_chunks, samples, seed = int(params["n_chunks"]), int(params["samples_per_chunk"]), int(params["seed"])
+    sleep = float(params["sleep_per_chunk"])
     client = get_client()
-    futures = client.map(_count_inside, [seed + i for i in range(n_chunks)], [samples] * n_chunks, pure=False)
+    futures = client.map(_count_inside, [seed + i for i in range(n_chunks)], [samples] * n_chunks,
+                         [sleep] * n_chunks, pure=False)
     counts = client.gather(futures)
     total_inside = sum(inside for inside, _ in counts)
     estimate = 4.0 * total_inside / (n_chunks * samples)
