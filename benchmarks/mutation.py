@@ -254,7 +254,8 @@ PYTHON_TARGETS: tuple[PythonTarget, ...] = (
                                                         "tests/security/test_network_policies.py")),
     PythonTarget("render/cs_cluster/podsecurity.py", ("tests/security/test_pod_security.py",)),
     PythonTarget("images/runtime/cs_runtime/names.py", ("tests/runtime/test_names.py",
-                                                        "tests/runtime/test_routing.py")),
+                                                        "tests/runtime/test_routing.py",
+                                                        "tests/runtime/test_redis_acl.py")),
     PythonTarget("images/runtime/cs_runtime/health.py", ("tests/runtime/test_health.py",)),
 )
 

@@ -1,6 +1,6 @@
 """Run the cs-workers benchmarks and print a Markdown table per benchmark.
 
-    .venv/bin/python benchmarks/run.py                 # everything: about 7 min on 2 cores, 10 under heavy load
+    .venv/bin/python benchmarks/run.py                 # everything: about 15 min on 2 cores (mutation: 8)
     .venv/bin/python benchmarks/run.py --quick         # every benchmark tiny: a smoke run for CI
     .venv/bin/python benchmarks/run.py --only gateway end-to-end
 
