@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Smoke test of a running `ci/cluster`: node pools, a Deployment, a Job, a bare
 # restartPolicy=Never pod (what `helm test` runs), an unschedulable pod, a PVC,
-# a nodeSelector on the size label and `kubectl logs`. Works in a throw-away
+# a nodeSelector on the size label and `kubectl logs`; with a real node
+# (`up --real-node`) also a real container from the local registry, `exec`,
+# a Service name through CoreDNS and kube-proxy, the host's address reached from
+# a pod, and a local-path volume written by a non-root pod. Works in a throw-away
 # namespace and deletes it. Ends with "N passed, N failed"; exit 1 on a failure.
 #
-#   eval "$(ci/cluster up)" && ci/cluster.d/smoke-test.sh && ci/cluster down
+#   eval "$(ci/cluster up [--real-node])" && ci/cluster.d/smoke-test.sh && ci/cluster down
 set -uo pipefail
 
 : "${KUBECONFIG:?set KUBECONFIG first: eval \"\$(ci/cluster up)\"}"
@@ -37,7 +40,7 @@ eq() {
 }
 
 nodes_ready() {
-  kubectl get nodes -o jsonpath='{range .items[*]}{.metadata.labels.size}={.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | sort | uniq -c
+  kubectl get nodes -l type=kwok -o jsonpath='{range .items[*]}{.metadata.labels.size}={.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | sort | uniq -c
 }
 
 kubectl create namespace "$ns" >/dev/null || exit 1
@@ -77,6 +80,34 @@ check "kubectl logs answers (from kwok, on loopback)" k logs deployment/web
 sleep 3
 check "pod requesting 100 CPU stays Pending (Unschedulable)" \
   eq "Pending Unschedulable" k get pod big -o jsonpath='{.status.phase} {.status.conditions[?(@.type=="PodScheduled")].reason}'
+
+if kubectl get node cs-real-node >/dev/null 2>&1; then
+  : "${CS_HOST_ADDRESS:?set CS_HOST_ADDRESS: eval \"\$(ci/cluster up --real-node)\"}"
+  real='"nodeSelector":{"cs-workers.dev/real-node":"true"},"tolerations":[{"key":"cs-workers.dev/real-node","operator":"Exists"}]'
+  restricted='"securityContext":{"runAsNonRoot":true,"runAsUser":10001,"fsGroup":10001,"seccompProfile":{"type":"RuntimeDefault"}}'
+  k apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: local}
+spec: {accessModes: [ReadWriteOnce], storageClassName: local-path, resources: {requests: {storage: 1Gi}}}
+EOF
+  k run redis --image=redis:7.4.2-alpine --labels=app=redis --overrides="{\"spec\":{$real,$restricted,\"containers\":[{\"name\":\"redis\",\"image\":\"redis:7.4.2-alpine\",\"command\":[\"redis-server\",\"--protected-mode\",\"no\",\"--dir\",\"/data\"],\"volumeMounts\":[{\"name\":\"d\",\"mountPath\":\"/data\"}],\"securityContext\":{\"allowPrivilegeEscalation\":false,\"readOnlyRootFilesystem\":true,\"capabilities\":{\"drop\":[\"ALL\"]}}}],\"volumes\":[{\"name\":\"d\",\"persistentVolumeClaim\":{\"claimName\":\"local\"}}]}}" >/dev/null
+  k expose pod redis --port=6379 >/dev/null
+  check "real node: a pod from the local registry Running with a containerd container" \
+    k wait --for=condition=Ready pod/redis --timeout=120s
+  check "  ... its container ID is containerd's" \
+    bash -c "kubectl -n $ns get pod redis -o jsonpath='{.status.containerStatuses[0].containerID}' | grep -q '^containerd://'"
+  check "  ... kubectl exec runs in it, as uid 10001" eq 10001 k exec redis -- id -u
+  check "  ... it writes its local-path volume (BGSAVE to /data)" \
+    bash -c "kubectl -n $ns exec redis -- redis-cli save | grep -q OK && kubectl -n $ns exec redis -- ls /data | grep -q dump.rdb"
+  k run client --image=redis:7.4.2-alpine --restart=Never --overrides="{\"spec\":{$real}}" -- \
+    sh -c "redis-cli -h redis ping; redis-cli -h $CS_HOST_ADDRESS -p 1 ping 2>&1" >/dev/null
+  k wait --for=jsonpath='{.status.phase}'=Succeeded pod/client --timeout=60s >/dev/null 2>&1
+  check "  ... a pod reaches it by its Service name (CoreDNS, kube-proxy)" \
+    bash -c "kubectl -n $ns logs client | grep -qx PONG"
+  check "  ... and reaches the host at CS_HOST_ADDRESS (refused on an unused port: reached)" \
+    bash -c "kubectl -n $ns logs client | grep -q 'Connection refused'"
+fi
 
 check "namespace deletion finishes (pods, PVC, PV cleaned up)" \
   kubectl delete namespace "$ns" --wait=true --timeout=90s

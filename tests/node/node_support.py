@@ -177,6 +177,13 @@ class Release:
                 raise AssertionError(f"{selector}: pods still there after {timeout} s")
             time.sleep(1)
 
+    def can_connect(self, pod: str, host: str, port: int, timeout: float = 5) -> bool:
+        """Whether a TCP connection from `pod` (its Python) to host:port opens within `timeout`."""
+        program = ("import socket, sys\n"
+                   f"try: socket.create_connection(({host!r}, {port}), timeout={timeout}).close()\n"
+                   "except OSError as e: sys.exit(f'{type(e).__name__}: {e}')")
+        return self.kube.kubectl("exec", pod, "--", "python", "-c", program, check=False).returncode == 0
+
     def redis(self, *command: str) -> str:
         """A redis-cli command run in the Redis pod (its password comes from the pod's env)."""
         (pod,) = [p["metadata"]["name"] for p in self.pods("app.kubernetes.io/component=redis")
