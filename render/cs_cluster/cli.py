@@ -81,7 +81,12 @@ def command_template(args: argparse.Namespace) -> int:
 def command_apply(args: argparse.Namespace) -> int:
     options.check_timeout(args.timeout)
     cluster = _make_cluster(args, args.previous or "auto", args.values_file)
-    cluster.apply(dry_run=args.dry_run, wait=not args.no_wait, timeout=args.timeout)
+    extra: list[str] = []
+    for path in args.values:
+        if not path.is_file():
+            raise UsageError(f"--values {path}: no such file (a values file for helm, e.g. your secrets or placement)")
+        extra += ["-f", str(path)]
+    cluster.apply(dry_run=args.dry_run, wait=not args.no_wait, timeout=args.timeout, extra=extra)
     return 0
 
 
@@ -168,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     apply_parser = commands.choices["apply"]
     apply_parser.add_argument("--no-wait", action="store_true", help="do not wait for pods to be ready")
     apply_parser.add_argument("--timeout", default="10m", help="how long helm waits (default 10m)")
+    apply_parser.add_argument("-f", "--values", type=Path, action="append", default=[], metavar="FILE",
+                              help="more values for helm, after the generated ones (repeatable): the worker "
+                                   "Secret's file, placement, overrides")
     build_parser_ = commands.choices["build"]
     build_parser_.add_argument("--no-push", action="store_true", help="build and tag only")
     build_parser_.add_argument("--runtime-image", help="an existing runtime base image to build models FROM")
