@@ -235,30 +235,48 @@ class LocalCluster:
         return adjusted
 
     def _redis_spec(self) -> ProcessSpec:
-        server = shutil.which("redis-server")
-        if not server:
+        """Redis as its container runs it: the rendered command and environment, each volume mount
+        a directory here holding what Kubernetes would mount (the ConfigMap's and Secrets' files,
+        an empty directory, the data volume), with the config's port, bind address and directory
+        set for loopback."""
+        if not shutil.which("redis-server"):
             raise ToolError("redis-server not found: run `bash ci/setup.sh` (or `apt-get install redis-server`)")
-        config_map = self._find("ConfigMap", "redis")[0]["data"]["redis.conf"]
         deployment = self._find("Deployment", "redis")[0]
-        container = deployment["spec"]["template"]["spec"]["containers"][0]
-        password = self._container_environment(container, "redis")["REDIS_PASSWORD"]
+        pod = deployment["spec"]["template"]["spec"]
+        container = pod["containers"][0]
         service = self._find("Service", "redis")[0]["metadata"]["name"]
         port = next(iter(self.service_ports[service].values()))
-        data_dir = self.state_dir / "redis"
-        data_dir.mkdir(parents=True, exist_ok=True)
-        auth = data_dir / "auth.conf"
-        descriptor = os.open(auth, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(f"requirepass {password}\n")
-        lines = []
-        for line in config_map.splitlines():
-            key = line.split(" ", 1)[0]
-            replacement = {"port": f"port {port}", "bind": "bind 127.0.0.1", "dir": f"dir {data_dir}",
-                           "include": f"include {auth}"}.get(key)
-            lines.append(replacement or line)
-        config_path = data_dir / "redis.conf"
-        config_path.write_text("\n".join(lines) + "\n")
-        return ProcessSpec("redis", [server, str(config_path)], {}, "redis", ready=lambda: port_is_open(port))
+        root = self.state_dir / "redis"
+        volumes = {volume["name"]: volume for volume in pod.get("volumes") or []}
+        mounts = {mount["mountPath"]: root / mount["name"] for mount in container.get("volumeMounts") or []}
+        # Longest first, so that a mount inside another maps to its own directory.
+        pattern = re.compile("|".join(re.escape(path) for path in sorted(mounts, key=len, reverse=True)))
+
+        def mapped(text: str) -> str:
+            return pattern.sub(lambda match: str(mounts[match[0]]), text)
+
+        for mount in container.get("volumeMounts") or []:
+            directory = mounts[mount["mountPath"]]
+            directory.mkdir(parents=True, exist_ok=True)
+            volume = volumes[mount["name"]]
+            files: dict[str, str] = {}
+            if "configMap" in volume:
+                (config_map,) = [o for o in self._find("ConfigMap")
+                                 if o["metadata"]["name"] == volume["configMap"]["name"]]
+                files = {name: mapped(text) for name, text in (config_map.get("data") or {}).items()}
+            elif "secret" in volume:
+                files = self._secret_data(volume["secret"]["secretName"]) or {}
+            for name, text in files.items():
+                if name == "redis.conf":
+                    text = "\n".join({"port": f"port {port}", "bind": "bind 127.0.0.1"}.get(line.split(" ", 1)[0], line)
+                                     for line in text.splitlines()) + "\n"
+                descriptor = os.open(directory / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(descriptor, "w") as handle:
+                    handle.write(text)
+        environment = {key: os.environ[key] for key in _INHERITED_ENVIRONMENT if key in os.environ}
+        environment.update(self._container_environment(container, "redis"), REDIS_PORT=str(port))
+        command = [mapped(word) for word in container["command"]]
+        return ProcessSpec("redis", command, environment, "redis", ready=lambda: port_is_open(port))
 
     def process_specs(self) -> list[ProcessSpec]:
         """Every process, in start order: Redis, Dask schedulers, Dask workers, Celery workers, gateway."""

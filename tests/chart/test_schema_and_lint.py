@@ -44,7 +44,13 @@ def test_both_helm_majors_render_the_same_objects() -> None:
                                     check=True).stdout for major in (3, 4)}
     assert majors[3].startswith("v3.") and majors[4].startswith("v4."), majors
     helm3, helm4 = render_chart(values, helm_binary=find_helm(3)), render_chart(values, helm_binary=find_helm(4))
-    assert helm3.objects == helm4.objects
+
+    def fixed(objects: list[dict]) -> list[dict]:
+        """The models' Redis passwords are generated on every render: compare their keys only."""
+        return [{**o, "data": dict.fromkeys(o["data"], "")} if o["metadata"]["name"] == "release-redis-users" else o
+                for o in objects]
+
+    assert fixed(helm3.objects) == fixed(helm4.objects)
     assert len(helm4.find("Deployment")) == 8
 
 

@@ -137,13 +137,21 @@ def assert_exactly_one_success(cluster: LocalCluster, webserver: RecordingWebser
     put = webserver.put_for(job_id, timeout=timeout)
     assert put.path == "/outputs/api/" and put.body["status"] == "SUCCESS", put.body
     # No copy left that Redis could hand out again, now or after a visibility timeout.
-    wait_until_nothing_can_deliver_again(redis_client(cluster), job_id, [SIM_QUEUE], timeout=VISIBILITY_TIMEOUT)
+    wait_until_nothing_can_deliver_again(redis_client(cluster), job_id, [SIM_QUEUE], timeout=VISIBILITY_TIMEOUT,
+                                         prefix=key_prefix(cluster))
     assert [p.body["status"] for p in puts_for(webserver, job_id)] == ["SUCCESS"]
 
 
 def redis_client(cluster: LocalCluster) -> redis.Redis:
+    """Redis, as the model's workers reach it: their own ACL user, limited to the model's keys."""
     environment = process(cluster, "model-sim").spec.environment
-    return redis.Redis(host="127.0.0.1", port=int(environment["REDIS_PORT"]), password=environment["REDIS_PASSWORD"])
+    return redis.Redis(host="127.0.0.1", port=int(environment["REDIS_PORT"]), username=environment["REDIS_USERNAME"],
+                       password=environment["REDIS_PASSWORD"])
+
+
+def key_prefix(cluster: LocalCluster) -> str:
+    """The prefix of the model's Redis keys (its workers' CS_REDIS_KEY_PREFIX)."""
+    return process(cluster, "model-sim").spec.environment["CS_REDIS_KEY_PREFIX"]
 
 
 def test_the_rendered_workers_got_the_short_timings(cluster: LocalCluster) -> None:
@@ -208,7 +216,7 @@ def test_sims_queued_across_a_redis_restart_complete(cluster: LocalCluster, webs
     sim.process.wait(timeout=30)
     job_ids = [submit(cluster) for _ in range(3)]
     client = redis_client(cluster)
-    queue = SIM_QUEUE
+    queue = key_prefix(cluster) + SIM_QUEUE
     assert client.llen(queue) == 3
 
     os.killpg(broker.process.pid, signal.SIGTERM)  # Redis writes its appendonly file and exits

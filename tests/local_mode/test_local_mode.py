@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from helpers import EXAMPLE_CONFIG
-from runtime.support import RecordingWebserver, free_port
+from runtime.support import RecordingWebserver, free_port, wait_until
 
 from cs_cluster.local import LocalCluster, port_is_open
 
@@ -186,3 +186,88 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def test_a_models_redis_credentials_reach_only_its_own_keys(
+    cluster: LocalCluster, webserver: RecordingWebserver
+) -> None:
+    """The chart's Redis, as rendered (its ACL users built from the users Secret at start), with
+    each model's workers as the model's own user (issue 10, item 15): from Celery-Sum's credentials
+    Dask-Pi's queues, unacknowledged messages, results and channels are refused; the gateway,
+    Redis's default user, runs both models' jobs."""
+    import redis
+
+    job_ids = {model: submit(cluster, model, adjustment) for model, adjustment in
+               (("Celery-Sum", {"sum": {"a": 1, "b": 2}}), ("Dask-Pi", {"pi": {"n_chunks": 2}}))}
+    for job_id in job_ids.values():
+        assert webserver.put_for(job_id, timeout=120).body["status"] == "SUCCESS"
+
+    def env(model: str) -> dict[str, str]:
+        running = next(r for r in cluster.running if r.spec.component == "model-sim"
+                       and r.spec.environment["TITLE"] == model)
+        return running.spec.environment
+
+    mine, theirs = env("Celery-Sum"), env("Dask-Pi")
+    assert (mine["REDIS_USERNAME"], mine["CS_REDIS_KEY_PREFIX"]) == ("model-csexamples_celerysum",
+                                                                    "csexamples_celerysum:")
+    assert mine["REDIS_PASSWORD"] != theirs["REDIS_PASSWORD"]
+    as_celery_sum = redis.Redis(host="127.0.0.1", port=int(mine["REDIS_PORT"]), username=mine["REDIS_USERNAME"],
+                                password=mine["REDIS_PASSWORD"])
+    prefix, other = mine["CS_REDIS_KEY_PREFIX"], theirs["CS_REDIS_KEY_PREFIX"]
+    assert as_celery_sum.exists(f"{prefix}celery-task-meta-{job_ids['Celery-Sum']}") == 1
+    attempts = {
+        "pop the other model's sim queue": lambda: as_celery_sum.rpop(f"{other}csexamples_daskpi_queue"),
+        "queue work for it": lambda: as_celery_sum.lpush(f"{other}csexamples_daskpi_queue", "x"),
+        "read its unacknowledged messages": lambda: as_celery_sum.hgetall(f"{other}unacked"),
+        "read its result": lambda: as_celery_sum.get(f"{other}celery-task-meta-{job_ids['Dask-Pi']}"),
+        "publish on its channels": lambda: as_celery_sum.publish(f"{other}celery-task-meta-x", "x"),
+        "read unprefixed keys": lambda: as_celery_sum.hgetall("unacked"),
+        "list all keys": lambda: as_celery_sum.keys("*"),
+        "log in with the other model's password": lambda: redis.Redis(
+            host="127.0.0.1", port=int(mine["REDIS_PORT"]), username=mine["REDIS_USERNAME"],
+            password=theirs["REDIS_PASSWORD"]).ping(),
+    }
+    allowed = []
+    for what, attempt in attempts.items():
+        try:
+            attempt()
+            allowed.append(what)
+        except (redis.exceptions.NoPermissionError, redis.exceptions.AuthenticationError):
+            pass
+    assert allowed == []
+
+
+def test_redis_takes_a_model_user_added_or_removed_without_a_restart(
+    cluster: LocalCluster, webserver: RecordingWebserver
+) -> None:
+    """A model added to (or removed from) the release changes the users Secret's files in the Redis
+    pod, not the pod: the chart's Redis command applies them within seconds (ACL SETUSER/DELUSER),
+    and connected workers of other models stay connected."""
+    import redis
+
+    users = cluster.state_dir / "redis" / "users"  # where the users Secret is mounted, here
+    port = int(next(r for r in cluster.running if r.spec.component == "model-sim").spec.environment["REDIS_PORT"])
+    redis_process = next(r for r in cluster.running if r.spec.component == "redis").process
+
+    def login_works() -> bool:
+        try:
+            return bool(redis.Redis(host="127.0.0.1", port=port, username="model-cstests_added",
+                                    password="added-password-0123").ping())
+        except redis.exceptions.AuthenticationError:
+            return False
+
+    assert not login_works()
+    (users / "cstests_added").write_text("added-password-0123")  # as the kubelet updates the volume
+    try:
+        wait_until(login_works, 30, "Redis to add the new model's user")
+        added = redis.Redis(host="127.0.0.1", port=port, username="model-cstests_added",
+                            password="added-password-0123")
+        assert added.set("cstests_added:probe", "x") is True
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            added.get("csexamples_celerysum:unacked")
+    finally:
+        (users / "cstests_added").unlink()
+    wait_until(lambda: not login_works(), 30, "Redis to remove the user")
+    assert redis_process.poll() is None  # never restarted
+    job_id = submit(cluster, "Celery-Sum", {"sum": {"a": 2, "b": 2}})
+    assert webserver.put_for(job_id, timeout=60).body["status"] == "SUCCESS"

@@ -67,17 +67,18 @@ def wait_until(check: Callable[[], T | None], timeout: float, what: str, interva
 UNACKED_KEY = "unacked"
 
 
-def copies_of_job(client: redis.Redis, job_id: str, queues: Sequence[str]) -> list[str]:
+def copies_of_job(client: redis.Redis, job_id: str, queues: Sequence[str], prefix: str = "") -> list[str]:
     """Where Redis still holds a message of task `job_id`: waiting in one of `queues`, or
-    delivered and unacknowledged (which Redis hands out again after the visibility timeout)."""
+    delivered and unacknowledged (which Redis hands out again after the visibility timeout);
+    `prefix`: the model's Redis key prefix (CS_REDIS_KEY_PREFIX), before every one of its keys."""
     needle = job_id.encode()
-    found = [f"queue {queue}" for queue in queues for entry in client.lrange(queue, 0, -1) if needle in entry]
-    found += [f"unacked {tag!r}" for tag, entry in client.hgetall(UNACKED_KEY).items() if needle in entry]
+    found = [f"queue {queue}" for queue in queues for entry in client.lrange(prefix + queue, 0, -1) if needle in entry]
+    found += [f"unacked {tag!r}" for tag, entry in client.hgetall(prefix + UNACKED_KEY).items() if needle in entry]
     return found
 
 
 def wait_until_nothing_can_deliver_again(client: redis.Redis, job_id: str, queues: Sequence[str],
-                                         timeout: float) -> None:
+                                         timeout: float, prefix: str = "") -> None:
     """Exactly once is a fact only when no copy of the job's message is left to deliver: the one
     delivery was acknowledged (with acks_late, once the task returned, its result PUT and that
     PUT's retries included) and nothing waits in a queue. Waiting a fixed second or two after the
@@ -86,10 +87,10 @@ def wait_until_nothing_can_deliver_again(client: redis.Redis, job_id: str, queue
     for the instant before kombu records it as unacknowledged."""
 
     def nothing_left() -> bool:
-        if copies_of_job(client, job_id, queues):
+        if copies_of_job(client, job_id, queues, prefix):
             return False
         time.sleep(0.5)
-        return not copies_of_job(client, job_id, queues)
+        return not copies_of_job(client, job_id, queues, prefix)
 
     wait_until(nothing_left, timeout, f"no copy of job {job_id} left in Redis (acknowledged, none queued)")
 

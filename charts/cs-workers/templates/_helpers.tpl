@@ -19,6 +19,7 @@ them unique and stable across renders.
 {{- end -}}
 
 {{- define "cs-workers.redis.fullname" -}}{{ include "cs-workers.objectName" (list . "redis") }}{{- end -}}
+{{- define "cs-workers.redis.usersSecretName" -}}{{ include "cs-workers.objectName" (list . "redis-users") }}{{- end -}}
 {{- define "cs-workers.redis.configName" -}}{{ include "cs-workers.objectName" (list . "redis-config") }}{{- end -}}
 {{- define "cs-workers.redis.secretName" -}}
 {{- .Values.redis.auth.existingSecret | default (include "cs-workers.objectName" (list . "redis")) -}}
@@ -270,19 +271,44 @@ automountServiceAccountToken: false
   emptyDir: {}
 {{- end -}}
 
-{{/* The Redis connection, as the runtime reads it (docs/runtime-contract.md). */}}
+{{/*
+The Redis connection, as the runtime reads it (docs/runtime-contract.md). cs-workers.redisEnv takes
+$ (the gateway: Redis's default user); cs-workers.model.redisEnv (dict "root" $ "key" $modelKey) is
+a model's workers', as the model's own ACL user when redis.auth.modelUsers.
+*/}}
 {{- define "cs-workers.redisEnv" -}}
+{{- include "cs-workers.redisAddressEnv" . }}
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "cs-workers.redis.secretName" . }}
+      key: {{ .Values.redis.auth.passwordKey }}
+{{- end -}}
+
+{{- define "cs-workers.model.redisEnv" -}}
+{{- if .root.Values.redis.auth.modelUsers }}
+{{- include "cs-workers.redisAddressEnv" .root }}
+- name: REDIS_USERNAME
+  value: {{ printf "model-%s" .key | quote }}
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "cs-workers.redis.usersSecretName" .root }}
+      key: {{ .key | quote }}
+- name: CS_REDIS_KEY_PREFIX
+  value: {{ printf "%s:" .key | quote }}
+{{- else }}
+{{- include "cs-workers.redisEnv" .root }}
+{{- end }}
+{{- end -}}
+
+{{- define "cs-workers.redisAddressEnv" -}}
 - name: REDIS_HOST
   value: {{ include "cs-workers.redis.fullname" . | quote }}
 - name: REDIS_PORT
   value: {{ include "cs-workers.text" .Values.redis.port | quote }}
 - name: REDIS_DB
   value: "0"
-- name: REDIS_PASSWORD
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "cs-workers.redis.secretName" . }}
-      key: {{ .Values.redis.auth.passwordKey }}
 - name: CELERY_VISIBILITY_TIMEOUT
   value: {{ include "cs-workers.text" .Values.celery.visibilityTimeout | quote }}
 {{- end -}}

@@ -86,7 +86,7 @@ spec:
             - name: DASK_SCHEDULER_ADDRESS
               value: {{ include "cs-workers.dask.schedulerAddress" $nameArgs | quote }}
             {{- end }}
-            {{- include "cs-workers.redisEnv" $root | nindent 12 }}
+            {{- include "cs-workers.model.redisEnv" (dict "root" $root "key" $resolved.key) | nindent 12 }}
             {{- range list "COMP_URL" "COMP_API_TOKEN" "BUCKET" }}
             - name: {{ . }}
               valueFrom:
