@@ -168,6 +168,6 @@ def test_dask_pi_io_worker_needs_no_scheduler(redis_server: RedisServer, tmp_pat
         result = client.send_task(DASK_PI.task("inputs_get"), args=[{}], queue=DASK_PI.inputs_queue)
         envelope = result.get(timeout=20)
         assert envelope["status"] == "SUCCESS"
-        assert set(envelope["model_parameters"]["pi"]) == {"n_chunks", "samples_per_chunk", "seed"}
+        assert set(envelope["model_parameters"]["pi"]) == {"n_chunks", "samples_per_chunk", "sleep_per_chunk", "seed"}
     finally:
         worker.stop()
