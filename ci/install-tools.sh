@@ -114,6 +114,21 @@ else
   log "actionlint: no Go toolchain, not built (the workflow test skips here and fails in CI)"
 fi
 
+# k8s-yaml-json reads rendered manifests as helm and kubectl do (tools/k8s-yaml-json, Go, its module
+# versions pinned in go.sum), for cs_cluster's parse; rebuilt whenever its source changes.
+TOOLS=$(cd "$(dirname "$0")/../tools/k8s-yaml-json" && pwd)
+reader_stamp=$(cat "$TOOLS/main.go" "$TOOLS/go.mod" "$TOOLS/go.sum" | sha256sum | cut -d' ' -f1)
+if [ -x "$BIN/k8s-yaml-json" ] && [ "$(cat "$BIN/k8s-yaml-json.source" 2>/dev/null)" = "$reader_stamp" ]; then
+  log "k8s-yaml-json: cached ($BIN/k8s-yaml-json)"
+else
+  command -v go >/dev/null || die "k8s-yaml-json: needs a Go toolchain (Debian: apt-get install golang-go; the go command fetches the version go.mod names)"
+  log "k8s-yaml-json: building from $TOOLS"
+  (cd "$TOOLS" && GOFLAGS="-trimpath -mod=readonly" go build -o "$TMP/k8s-yaml-json" .) >&2 ||
+    die "k8s-yaml-json: go build failed"
+  mv -f "$TMP/k8s-yaml-json" "$BIN/k8s-yaml-json"
+  echo "$reader_stamp" > "$BIN/k8s-yaml-json.source"
+fi
+
 printf 'export CS_HELM3="%s"\n' "$BIN/helm3"
 printf 'export CS_HELM4="%s"\n' "$BIN/helm4"
 printf 'export PATH="%s:$PATH"\n' "$BIN"

@@ -6,22 +6,26 @@ In the style of Apache Airflow's chart tests, for our suite and for users' CI al
     worker = chart.one("Deployment", component="dask-worker", model="pslmodels-ogusa")
 
 Every object of every render is validated against the strict Kubernetes JSON schemas (no unknown
-fields) of each version in `kubernetes_versions`, offline, through kubernetes-validate.
+fields) of each version in `kubernetes_versions`, offline: kubernetes-validate's schema files,
+checked by jsonschema-rs (compiled, ~100x faster than the pure-Python validator). The objects are
+read as Kubernetes clients read YAML (`cs_cluster.manifests`).
 """
 
 from __future__ import annotations
 
 import functools
 import re
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+import jsonschema_rs
 
 from . import helm
 from .errors import ManifestError, UsageError
+from .manifests import read_documents
 
 # The oldest Kubernetes we test against and the newest the schemas know.
 DEFAULT_KUBERNETES_VERSIONS = ("1.33", "1.37")
@@ -85,8 +89,11 @@ class RenderedChart:
 
 
 def parse_manifests(manifests: str) -> list[dict[str, Any]]:
-    """The non-empty documents of a multi-document YAML stream."""
-    return [document for document in yaml.safe_load_all(manifests) if document]
+    """The non-empty documents of a multi-document YAML stream, as the API server will get them.
+
+    Raises ManifestError for YAML that is not valid, ToolError without the k8s-yaml-json helper.
+    """
+    return [document for document in read_documents(manifests) if document]
 
 
 def _schema_version(version: str) -> str:
@@ -101,24 +108,38 @@ def _definitions(version: str) -> Any:
     return utils.schema_contents(f"kubernetes-json-schema/v{version}-local-strict/_definitions.json", version)
 
 
-@functools.cache
-def _validator(kind: str, api_version: str, version: str) -> Any:
-    """One strict-schema validator per (kind, apiVersion, Kubernetes version), built once.
-
-    kubernetes_validate.validate reads and parses two schema files for every object it checks;
-    building the validator once and reusing it makes a large render's validation ~20x faster
-    (benchmarks/README.md), with the same schemas and the same answers.
-    """
-    import jsonschema
+def _kind_schema(kind: str, api_version: str, version: str) -> Any:
+    """The strict schema of one kind; FileNotFoundError when the version has none for it."""
     from kubernetes_validate import utils
-    from referencing import Registry, Resource
 
     group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
-    schema = utils.schema_contents(
+    return utils.schema_contents(
         f"kubernetes-json-schema/v{version}-local-strict/{kind.lower()}-{group_version}.json", version
     )
+
+
+@functools.cache
+def _validator(kind: str, api_version: str, version: str) -> Any:
+    """The pure-Python (jsonschema) validator of a kind, built once: only for an object the
+    compiled one rejected, to name the error as before (jsonschema's best_match)."""
+    import jsonschema
+    from referencing import Registry, Resource
+
+    schema = _kind_schema(kind, api_version, version)
     registry = Resource.from_contents(_definitions(version)) @ (Resource.from_contents(schema) @ Registry())
     return jsonschema.validators.Draft202012Validator(schema, registry=registry)
+
+
+@functools.cache
+def _registry(version: str) -> jsonschema_rs.Registry:
+    return jsonschema_rs.Registry([(_definitions(version)["$id"], _definitions(version))])
+
+
+@functools.cache
+def _compiled_validator(kind: str, api_version: str, version: str) -> jsonschema_rs.Validator:
+    """The compiled validator of a kind, built once: the same schema files and checks as
+    jsonschema's (formats are annotations in both, as in draft 2020-12), ~100x faster."""
+    return jsonschema_rs.validator_for(_kind_schema(kind, api_version, version), registry=_registry(version))
 
 
 def _pod_spec(obj: dict[str, Any]) -> dict[str, Any] | None:
@@ -158,28 +179,64 @@ def check_kubernetes_versions(kubernetes_versions: Sequence[str]) -> None:
             raise UsageError(f"no Kubernetes schemas for version {version!r}: use one of {minors[0]} to {minors[-1]}")
 
 
+_preparing: threading.Thread | None = None
+
+
+def prepare_validation(kubernetes_versions: Sequence[str]) -> None:
+    """Start building what validation needs (the imports, the versions' compiled definitions), in
+    a thread, so that it happens while helm renders: ~0.15 s off a validating command.
+
+    Errors are left for validate_objects to raise in the caller's thread, where they are reported.
+    """
+    global _preparing
+
+    def prepare() -> None:
+        try:
+            import docker_image.reference  # noqa: F401
+            import jsonschema  # noqa: F401
+
+            for version in kubernetes_versions:
+                _registry(_schema_version(str(version)))
+        except Exception:  # noqa: S110  # reported by validate_objects, which builds them again
+            pass
+
+    _preparing = threading.Thread(target=prepare, name="prepare-validation", daemon=True)
+    _preparing.start()
+
+
 def validate_objects(objects: Iterable[dict[str, Any]], kubernetes_versions: Sequence[str]) -> None:
     """Raise ManifestError for the first object the strict schemas reject, or whose container
     images are not valid references; UsageError for a version without schemas."""
-    import jsonschema
-
+    if _preparing is not None:
+        _preparing.join()  # never build the same validators twice at once
     check_kubernetes_versions(kubernetes_versions)
     for obj in objects:
         name = f"{obj.get('kind')}/{(obj.get('metadata') or {}).get('name')}"
         check_image_references(obj, name)
         for version in kubernetes_versions:
+            key = (str(obj.get("kind")), str(obj.get("apiVersion")), _schema_version(version))
             try:
-                validator = _validator(str(obj.get("kind")), str(obj.get("apiVersion")), _schema_version(version))
+                valid = _compiled_validator(*key).is_valid(obj)
             except (FileNotFoundError, OSError):
                 raise ManifestError(
                     f"no Kubernetes {version} schema for {obj.get('kind')} {obj.get('apiVersion')} ({name})"
                 ) from None
-            error = jsonschema.exceptions.best_match(validator.iter_errors(obj))
-            if error is not None:
-                where = "/".join(str(part) for part in error.path)
-                raise ManifestError(
-                    f"{name} is invalid for Kubernetes {version} at {where or 'the top'}: {error.message}"
-                )
+            if not valid:
+                raise ManifestError(f"{name} is invalid for Kubernetes {version} at {_explain(obj, key)}")
+
+
+def _explain(obj: dict[str, Any], key: tuple[str, str, str]) -> str:
+    """Where and why a rejected object is invalid: jsonschema's best match, as the harness always
+    named it; the compiled validator's first error should the two ever disagree."""
+    import jsonschema
+
+    best = jsonschema.exceptions.best_match(_validator(*key).iter_errors(obj))
+    if best is not None:
+        path, message = list(best.path), best.message
+    else:
+        first = next(iter(_compiled_validator(*key).iter_errors(obj)))
+        path, message = list(first.instance_path), first.message
+    return f"{'/'.join(str(part) for part in path) or 'the top'}: {message}"
 
 
 def render_chart(
@@ -195,6 +252,8 @@ def render_chart(
     validate: bool = True,
 ) -> RenderedChart:
     """Render the chart with `values` and return its objects, each validated when `validate`."""
+    if validate:
+        prepare_validation(kubernetes_versions)
     manifests = helm.template(
         values,
         values_files=values_files,
