@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from helpers import REPO, skip_or_fail
-from node_support import NodeEnvironment, Release, built_images
+from node_support import SESSION_TAG, NodeEnvironment, Release, built_images
 
 from cs_cluster.standin import StandInWebserver
 
@@ -59,9 +59,9 @@ def node_env() -> NodeEnvironment:
 
 @pytest.fixture(scope="session")
 def images(node_env: NodeEnvironment, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The example config's images, built from this repository and pushed (tag `node1`); the
-    values file `cs-cluster build` wrote for them."""
-    return built_images(node_env, tmp_path_factory.mktemp("images"), tag="node1")
+    """The example config's images, built from this repository and pushed (tag SESSION_TAG);
+    the values file `cs-cluster build` wrote for them."""
+    return built_images(node_env, tmp_path_factory.mktemp("images"), tag=SESSION_TAG)
 
 
 @pytest.fixture(scope="session")

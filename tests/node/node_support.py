@@ -25,6 +25,9 @@ PROJECT = "cs-workers-dev"
 NODE_VALUES = REPO / "ci" / "real-node-values.yaml"
 NODE_LABEL = "cs-workers.dev/real-node"
 GATEWAY_TOKEN = "node-test-gateway-token"
+# A tag of this test session's own: the node keeps the images it pulled (imagePullPolicy
+# IfNotPresent, as the chart sets), so a tag reused across sessions would run stale code.
+SESSION_TAG = f"node-{uuid.uuid4().hex[:8]}"
 # Where the kubelet and containerd of the real node report containers; kwok reports none.
 CONTAINER_ID_PREFIX = "containerd://"
 
@@ -110,7 +113,10 @@ class Release:
         secrets = directory / "node-test.secrets.yaml"
         secrets.write_text(yaml.safe_dump({
             "workerSecret": {"values": {"COMP_URL": webserver.url, "COMP_API_TOKEN": webserver.token}},
-            "gateway": {"auth": {"token": GATEWAY_TOKEN}, "service": {"type": "NodePort"}},
+            # The gateway's tag is the chart's appVersion in every session (what `cs-cluster
+            # build` tags it with): pull it each time, or the node would run the one it cached.
+            "gateway": {"auth": {"token": GATEWAY_TOKEN}, "service": {"type": "NodePort"},
+                        "image": {"pullPolicy": "Always"}},
             "networkPolicy": {"webserverEgress": {"ports": [webserver.port]}},
         }))
         secrets.chmod(0o600)
@@ -119,12 +125,12 @@ class Release:
         release.gateway_url = release._gateway_url()
         return release
 
-    def cluster(self, values_file: Path, tag: str = "node1", models: list[str] | None = None) -> Cluster:
+    def cluster(self, values_file: Path, tag: str = SESSION_TAG, models: list[str] | None = None) -> Cluster:
         return Cluster(config=EXAMPLE_CONFIG, tag=tag, project=PROJECT, models=models,
                        registry=self.node_env.registry, values_file=values_file, previous=values_file,
                        release=self.name, namespace=self.kube.namespace, helm_binary=find_helm(self.major))
 
-    def apply(self, values_file: Path, tag: str = "node1", models: list[str] | None = None,
+    def apply(self, values_file: Path, tag: str = SESSION_TAG, models: list[str] | None = None,
               timeout: str = "8m") -> None:
         """`Cluster.apply()` with the test's extra values (secrets, placement on the real node)."""
         cluster = self.cluster(values_file, tag, models)
@@ -195,16 +201,24 @@ class Release:
         unacknowledged ones (kombu's `unacked` hash). Empty when nothing can be redelivered."""
         left = []
         for key in self.redis("--scan").splitlines():
-            kind = self.redis("TYPE", key)
-            if kind == "list" and key.endswith("queue"):
+            # Each model's keys carry its prefix (`{m}:`, redis.auth.modelUsers): the last part
+            # is kombu's own name.
+            name, kind = key.rsplit(":", 1)[-1], self.redis("TYPE", key)
+            if kind == "list" and name.endswith("queue"):
                 length = int(self.redis("LLEN", key))
                 if length:
                     left.append(f"{key}: {length} queued")
-            elif kind == "hash" and key.startswith("unacked") and key != "unacked_mutex":
+            elif kind == "hash" and name == "unacked":
                 length = int(self.redis("HLEN", key))
                 if length:
                     left.append(f"{key}: {length} unacknowledged")
         return left
+
+    def queue_length(self, queue: str) -> int:
+        """Messages waiting on `queue` (its key found whatever prefix the model's keys have)."""
+        keys = [k for k in self.redis("--scan", "--pattern", f"*{queue}").splitlines() if k.rsplit(":", 1)[-1] == queue]
+        assert len(keys) <= 1, keys
+        return int(self.redis("LLEN", keys[0])) if keys else 0
 
     # -- sims ------------------------------------------------------------------------------
     def submit(self, title: str, adjustment: Mapping[str, Any], owner: str = "cs-examples") -> str:

@@ -12,7 +12,15 @@ import time
 from pathlib import Path
 
 import pytest
-from node_support import CONTAINER_ID_PREFIX, NODE_LABEL, NodeEnvironment, Release, built_images, ready
+from node_support import (
+    CONTAINER_ID_PREFIX,
+    NODE_LABEL,
+    SESSION_TAG,
+    NodeEnvironment,
+    Release,
+    built_images,
+    ready,
+)
 
 pytestmark = pytest.mark.node
 
@@ -108,11 +116,11 @@ def test_redis_deleted_with_sims_queued_completes_them_all(release: Release) -> 
     release.kube.kubectl("scale", "deployment", "-l", CELERY_SIM, "--replicas=0")
     release.wait_gone(CELERY_SIM)  # nothing takes the sims off the queue
     jobs = [release.submit(CELERY, {"sum": {"a": i, "b": 100}}) for i in range(3)]
-    assert release.redis("LLEN", "csexamples_celerysum_queue") == "3"
+    assert release.queue_length("csexamples_celerysum_queue") == 3
     (redis,) = release.pod_names("app.kubernetes.io/component=redis")
     release.kube.kubectl("delete", "pod", redis)
     release.wait_ready("app.kubernetes.io/component=redis", 1, exclude={redis})
-    assert release.redis("LLEN", "csexamples_celerysum_queue") == "3"
+    assert release.queue_length("csexamples_celerysum_queue") == 3
     release.kube.kubectl("scale", "deployment", "-l", CELERY_SIM, "--replicas=1")
     for i, job in enumerate(jobs):
         result = release.wait_result(job, timeout=240)
@@ -146,10 +154,11 @@ def test_upgrading_one_model_mid_sim_rolls_only_it_and_delivers_once(
     release: Release, node_env: NodeEnvironment, tmp_path: Path, title: str, adjustment: dict, slug: str
 ) -> None:
     before = {p["metadata"]["name"]: p["metadata"]["labels"].get(MODEL_LABEL) for p in release.pods()}
-    values = built_images(node_env, tmp_path, tag=f"up-{slug[-4:]}", models=[title], previous=release.values_file)
+    tag = f"{SESSION_TAG}-up-{slug}"
+    values = built_images(node_env, tmp_path, tag=tag, models=[title], previous=release.values_file)
     job = release.submit(title, adjustment)
     time.sleep(4)  # the sim is running
-    release.apply(values, tag=f"up-{slug[-4:]}", models=[title])
+    release.apply(values, tag=tag, models=[title])
     release.values_file = values
     result = release.wait_result(job, timeout=400)
     assert result.body["status"] == "SUCCESS", result.body
@@ -180,11 +189,14 @@ def test_a_burst_of_200_sims_with_a_worker_pod_deleted_every_20_seconds(release:
     deleter.start()
     try:
         jobs = {}
+        # Each sim takes about half a second, so the burst lasts a few minutes and pods are
+        # deleted while sims run and while others wait on the queues.
         for i in range(200):
             if i % 2:
-                jobs[release.submit(CELERY, {"sum": {"a": i, "b": 1}})] = i + 1
+                jobs[release.submit(CELERY, {"sum": {"a": i, "b": 1, "sleep": 0.5}})] = i + 1
             else:
-                jobs[release.submit(DASK, {"pi": {"n_chunks": 2, "samples_per_chunk": 2000, "seed": i}})] = None
+                jobs[release.submit(DASK, {"pi": {"n_chunks": 2, "samples_per_chunk": 2000, "seed": i,
+                                                  "sleep_per_chunk": 0.5}})] = None
         deadline = time.monotonic() + 900
         while time.monotonic() < deadline and not all(release.results_for(job) for job in jobs):
             time.sleep(2)
