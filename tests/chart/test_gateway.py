@@ -41,6 +41,9 @@ def test_gateway_mounts_the_table_and_serves_on_its_port() -> None:
     assert env_of(deployment)["CS_ROUTING_TABLE"] == "/etc/cs-workers/routes/routes.json"
     assert gateway["command"][:3] == ["gunicorn", "--bind", "0.0.0.0:5050"]
     assert gateway["command"][-1] == "cs_runtime.gateway:create_app()"
+    # Threads and kept-alive connections for many short submits (benchmarks/README.md, section 3).
+    flags = dict(zip(gateway["command"][1:-1:2], gateway["command"][2:-1:2], strict=True))
+    assert (flags["--worker-class"], flags["--threads"], flags["--keep-alive"]) == ("gthread", "8", "30")
     assert gateway["image"] == "gcr.io/cs-test/cs-workers-gateway:0.1.0"
     volumes = deployment["spec"]["template"]["spec"]["volumes"]
     assert {"name": "routes", "configMap": {"name": "release-gateway-routes"}} in volumes

@@ -293,10 +293,14 @@ def test_gunicorn_runs_the_gateway_with_the_charts_command(
     port = free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("CS_")}
     env.update(redis_server.env(), CS_ROUTING_TABLE=str(routes_path), CS_GATEWAY_TOKEN=TOKEN)
-    command = [
-        sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2",
-        "--access-logfile", "-", "cs_runtime.gateway:create_app()",
-    ]  # fmt: skip
+    from cs_cluster import render_chart
+
+    # The command exactly as the chart renders it, on a loopback port.
+    gateway = render_chart({"modelImages": {"project": "p"}}, validate=False).one("Deployment", component="gateway")
+    command = list(gateway["spec"]["template"]["spec"]["containers"][0]["command"])
+    assert command[0] == "gunicorn"
+    command[:1] = [sys.executable, "-m", "gunicorn"]
+    command[command.index("--bind") + 1] = f"127.0.0.1:{port}"
     log_path = tmp_path / "gunicorn.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
@@ -316,7 +320,15 @@ def test_gunicorn_runs_the_gateway_with_the_charts_command(
         version = requests.post(f"{base}{CELERY_SUM_URL}/version/", headers=headers, timeout=20)
         assert version.status_code == 200 and version.json()["version"] == "1.0.0"
         assert requests.post(f"{base}{CELERY_SUM_URL}/version/", timeout=20).status_code == 401
-        assert TOKEN not in log_path.read_text()
+        # Kept-alive connections: two requests over one connection (sync workers closed each).
+        with requests.Session() as session:
+            for _ in range(2):
+                answer = session.get(f"{base}/health", timeout=5)
+                assert answer.ok and answer.headers.get("Connection", "").lower() != "close"
+        log_text = log_path.read_text()
+        # Without an access log, the refused request is still in the log, and the token never is.
+        assert f"POST {CELERY_SUM_URL}/version/: 401" in log_text, log_text
+        assert TOKEN not in log_text
     finally:
         process.terminate()
         process.wait(timeout=20)

@@ -146,6 +146,15 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
         response.headers["WWW-Authenticate"] = 'Bearer realm="cs-workers"'
         return response, status
 
+    @app.after_request
+    def log_refusal(response: Response) -> Response:
+        # The chart runs gunicorn without an access log (its cost per submit, benchmarks/README.md),
+        # so a refused request (a webserver with a wrong token, an unknown model) is logged here;
+        # 5xx are logged where they are raised.
+        if 400 <= response.status_code < 500:
+            log.warning("%s %s: %d", request.method, request.path, response.status_code)
+        return response
+
     @app.errorhandler(CsRuntimeError)
     def our_error(exc: CsRuntimeError) -> tuple[Response, int]:
         status = next((code for kind, code in STATUS_OF_ERROR.items() if isinstance(exc, kind)), 500)
