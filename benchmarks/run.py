@@ -1,6 +1,6 @@
 """Run the cs-workers benchmarks and print a Markdown table per benchmark.
 
-    .venv/bin/python benchmarks/run.py                 # everything: about 15 min on 2 cores (mutation: 8)
+    .venv/bin/python benchmarks/run.py                 # everything: about 30 min on 2 cores (mutation 8, upgrade 10)
     .venv/bin/python benchmarks/run.py --quick         # every benchmark tiny: a smoke run for CI
     .venv/bin/python benchmarks/run.py --only gateway end-to-end
 
@@ -22,9 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import blast_radius
 import dask_scaling
 import end_to_end
+import gateway_peer
 import gateway_submit
 import mutation
 import render_scaling
+import upgrade_cost
 from harness import RunSettings, Table, machine_table
 
 Benchmark = Callable[[RunSettings, Callable[[str], None]], list[Table]]
@@ -34,7 +36,10 @@ Benchmark = Callable[[RunSettings, Callable[[str], None]], list[Table]]
 BENCHMARKS: dict[str, Benchmark] = {
     "render": render_scaling.run,
     "blast-radius": blast_radius.run,
+    # On the local control plane (ci/cluster): what an apply costs as the models grow.
+    "upgrade": upgrade_cost.run,
     "gateway": gateway_submit.run,
+    "gateway-peer": gateway_peer.run,
     "end-to-end": end_to_end.run,
     "dask-scaling": dask_scaling.run,
     # Last: it runs pytest on copies of the repository, mutant by mutant.
