@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -11,7 +12,7 @@ from typing import Literal
 
 from . import helm, options
 from .cluster import Cluster
-from .errors import CsClusterError, UsageError
+from .errors import CapacityError, ConfigError, CsClusterError, UsageError
 from .render import check_kubernetes_versions, prepare_validation
 from .schema import stale_files, write_generated
 from .values import dump_values, secrets_path_for, write_private_file
@@ -79,15 +80,72 @@ def command_template(args: argparse.Namespace) -> int:
     return 0
 
 
-def command_apply(args: argparse.Namespace) -> int:
+def _helm_extra(args: argparse.Namespace) -> list[str]:
+    """The user's values files (-f) and --helm-arg flags, checked, in the order helm gets them."""
     options.check_timeout(args.timeout)
-    cluster = _make_cluster(args, args.previous or "auto", args.values_file)
+    options.check_helm_args(args.helm_arg)
     extra: list[str] = []
     for path in args.values:
         if not path.is_file():
             raise UsageError(f"--values {path}: no such file (a values file for helm, e.g. your secrets or placement)")
         extra += ["-f", str(path)]
-    cluster.apply(dry_run=args.dry_run, wait=not args.no_wait, timeout=args.timeout, extra=extra)
+    return extra + list(args.helm_arg)
+
+
+def command_apply(args: argparse.Namespace) -> int:
+    extra = _helm_extra(args)
+    cluster = _make_cluster(args, args.previous or "auto", args.values_file)
+    cluster.apply(dry_run=args.dry_run, wait=not args.no_wait, timeout=args.timeout, extra=extra,
+                  atomic=not args.no_atomic, capacity_check=not args.skip_capacity_check)
+    return 0
+
+
+# `plan`'s exit statuses, as `terraform plan -detailed-exitcode` (docs/plan.md).
+PLAN_NO_CHANGES, PLAN_ERROR, PLAN_CHANGES, PLAN_BAD_INPUT, PLAN_CAPACITY = 0, 1, 2, 3, 4
+
+
+def command_plan(args: argparse.Namespace) -> int:
+    extra = _helm_extra(args)
+    cluster = _make_cluster(args, args.previous or "auto", args.values_file)
+    result = cluster.plan(extra=extra, offline=args.offline, capacity_check=not args.skip_capacity_check)
+    if args.output == "json":
+        print(json.dumps(result.as_json(), indent=2))
+    else:
+        print("\n".join(result.lines()))
+    if result.capacity and result.capacity.never:
+        return PLAN_CAPACITY
+    return PLAN_CHANGES if result.plan.has_changes else PLAN_NO_CHANGES
+
+
+def _plan_exit_code(error: CsClusterError) -> int:
+    if isinstance(error, CapacityError):
+        return PLAN_CAPACITY
+    if isinstance(error, (ConfigError, UsageError)):
+        return PLAN_BAD_INPUT
+    return PLAN_ERROR
+
+
+def command_rollback(args: argparse.Namespace) -> int:
+    from .rollback import rollback
+
+    options.check_release(args.release)
+    options.check_namespace(args.namespace)
+    options.check_timeout(args.timeout)
+    values_path = args.values_file or (Path("values") / f"{args.project}.yaml" if args.project else None)
+    if args.no_values_file:
+        values_path = None
+    elif values_path is None:
+        raise UsageError("give --values-file FILE (or --project NAME for values/NAME.yaml) to restore, "
+                         "or --no-values-file to roll back the release alone")
+    result = rollback(args.release, args.namespace, args.revision, values_path=values_path,
+                      secrets_path=secrets_path_for(values_path) if values_path else None,
+                      wait=not args.no_wait, timeout=args.timeout)
+    print(f"rolled back release {result.release} to revision {result.target} (now revision {result.new_revision})",
+          file=sys.stderr)
+    for path in result.written:
+        print(f"wrote {path}", file=sys.stderr)
+    for path in result.removed:
+        print(f"removed {path} (revision {result.target} ran without it)", file=sys.stderr)
     return 0
 
 
@@ -144,6 +202,28 @@ def command_local_webserver(args: argparse.Namespace) -> int:
         server.stop()
 
 
+def _release_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of apply that plan takes too, so a plan is the apply it describes."""
+    parser.add_argument("--no-wait", action="store_true", help="do not wait for pods to be ready (implies --no-atomic)")
+    parser.add_argument("--timeout", default="10m", help="how long helm waits (default 10m)")
+    parser.add_argument("-f", "--values", type=Path, action="append", default=[], metavar="FILE",
+                        help="more values for helm, after the generated ones (repeatable): the worker "
+                             "Secret's file, placement, overrides")
+    parser.add_argument("--helm-arg", action="append", default=[], metavar="ARG",
+                        help="one more argument for helm upgrade (repeatable), e.g. --helm-arg=--history-max=20")
+    parser.add_argument("--skip-capacity-check", action="store_true",
+                        help="do not check that the new pods fit the live nodes")
+    parser.add_argument("--no-atomic", action="store_true",
+                        help="leave a failed release as it failed, instead of rolling back to the last good revision")
+
+
+def _revision(text: str) -> int:
+    """argparse type of a Helm revision: a positive whole number."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a revision number (1, 2, ...)")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cs-cluster", description="Deploy a Compute Studio compute cluster.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -171,12 +251,30 @@ def build_parser() -> argparse.ArgumentParser:
                          help="the values file to write and use (default values/PROJECT.yaml)")
         sub.add_argument("--dry-run", action="store_true", help="print the commands, change nothing")
         sub.set_defaults(handler=handler)
-    apply_parser = commands.choices["apply"]
-    apply_parser.add_argument("--no-wait", action="store_true", help="do not wait for pods to be ready")
-    apply_parser.add_argument("--timeout", default="10m", help="how long helm waits (default 10m)")
-    apply_parser.add_argument("-f", "--values", type=Path, action="append", default=[], metavar="FILE",
-                              help="more values for helm, after the generated ones (repeatable): the worker "
-                                   "Secret's file, placement, overrides")
+    plan = commands.add_parser("plan", help="show what apply would change, and check that its pods fit; "
+                                            "exit 0 nothing, 2 changes, 1 error, 3 bad input, 4 pods never fit")
+    _cluster_arguments(plan)
+    plan.add_argument("--values-file", type=Path,
+                      help="the values file apply would write (default values/PROJECT.yaml)")
+    plan.add_argument("--dry-run", action="store_true", help=argparse.SUPPRESS)  # apply's; a plan changes nothing
+    plan.add_argument("--offline", action="store_true",
+                      help="compare with the --previous values file rendered by this chart, not the live release")
+    plan.add_argument("--output", choices=["text", "json"], default="text", help="text (default) or json")
+    plan.set_defaults(handler=command_plan)
+    for sub in (commands.choices["apply"], plan):
+        _release_arguments(sub)
+
+    rollback = commands.add_parser("rollback", help="roll the release back and restore the values file it ran with")
+    rollback.add_argument("revision", nargs="?", type=_revision, metavar="REVISION",
+                          help="the revision to go back to (default: the newest earlier one that ran)")
+    rollback.add_argument("--release", default="cs-workers", help="the Helm release name")
+    rollback.add_argument("--namespace", default="cs-workers", help="the Kubernetes namespace (default cs-workers)")
+    rollback.add_argument("--values-file", type=Path, help="the values file to restore (default values/PROJECT.yaml)")
+    rollback.add_argument("--project", help="the project whose values/PROJECT.yaml to restore")
+    rollback.add_argument("--no-values-file", action="store_true", help="roll back the release only")
+    rollback.add_argument("--no-wait", action="store_true", help="do not wait for pods to be ready")
+    rollback.add_argument("--timeout", default="10m", help="how long helm waits (default 10m)")
+    rollback.set_defaults(handler=command_rollback)
     build_parser_ = commands.choices["build"]
     build_parser_.add_argument("--no-push", action="store_true", help="build and tag only")
     build_parser_.add_argument("--runtime-image", help="an existing runtime base image to build models FROM")
@@ -214,7 +312,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parser.parse_args(arguments)
+    except SystemExit as stop:
+        # plan's 2 means "changes"; a mistake in its options is bad input (3) there, not argparse's 2.
+        if arguments[:1] == ["plan"] and stop.code == 2:
+            raise SystemExit(PLAN_BAD_INPUT) from None
+        raise
     if getattr(args, "kubernetes_version", "unset") is None:
         args.kubernetes_version = ["1.33", "1.37"]
     try:
@@ -223,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except CsClusterError as error:
         print(f"cs-cluster: error: {error}", file=sys.stderr)
-        return error.exit_code
+        return _plan_exit_code(error) if args.command == "plan" else error.exit_code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -15,10 +15,11 @@ from typing import Any, Literal
 
 import yaml
 
-from . import helm
+from . import helm, planning, release
 from .build import BuildStep, build_steps, deployed_gateway_image
 from .config import ModelConfig, load_worker_config
 from .errors import ConfigError, ToolError, ValuesRefusedError
+from .plan import Plan
 from .render import DEFAULT_KUBERNETES_VERSIONS, RenderedChart, parse_manifests, validate_objects
 from .values import (
     SplitValues,
@@ -146,10 +147,11 @@ class Cluster:
         return files
 
     @contextlib.contextmanager
-    def _staged_values(self) -> Iterator[list[Path]]:
+    def _staged_values(self, *, commit: bool = True) -> Iterator[list[Path]]:
         """The values files for helm, staged in a private directory, written to values_path (and
         the secrets file) only when the block succeeds: a failed release never leaves a values file
-        naming a tag that was never deployed, which the next partial update would take as the truth."""
+        naming a tag that was never deployed, which the next partial update would take as the truth.
+        With `commit` False (plan) they are never written there."""
         files = self._files_to_write(self.values_path, self.secrets_path)
         with tempfile.TemporaryDirectory(prefix="cs-cluster-apply-") as directory:
             staged = [write_private_file(Path(directory) / f"{number}-{path.name}", text, mode)
@@ -157,6 +159,8 @@ class Cluster:
             if not self.split_values().secrets and self.secrets_path.exists():
                 staged.append(self.secrets_path)  # secrets written before, kept as values_files() does
             yield staged
+        if not commit:
+            return
         for path, text, mode in reversed(files):
             write_private_file(path, text, mode)
 
@@ -261,12 +265,43 @@ class Cluster:
             command += ["--wait", "--timeout", timeout]
         return command + list(extra)
 
+    def plan(self, *, extra: Sequence[str] = (), offline: bool = False,
+             capacity_check: bool = True) -> planning.PlanResult:
+        """What `apply` with these `extra` helm arguments would change, against the live release
+        (or, `offline`, against the previous values file), and its capacity check. Changes nothing."""
+        with self._staged_values(commit=False) as staged:
+            if offline:
+                previous = [self.previous_path] if self.previous_path else []
+                if previous and self.secrets_path.exists():
+                    previous.append(self.secrets_path)
+                found = planning.against_files(
+                    previous, staged, extra, chart=self.chart, release_name=self.release, namespace=self.namespace,
+                    binary=self.helm_binary, values_after=self.values(),
+                    values_before=load_previous(self.previous_path) if self.previous_path else {})
+                return planning.PlanResult(found, None, "--offline: no cluster to read nodes from")
+            found = self._plan_against_release(staged, extra)
+        if not capacity_check:
+            return planning.PlanResult(found, None, "--skip-capacity-check")
+        return planning.PlanResult(found, planning.capacity(found))
+
+    def _plan_against_release(self, staged: Sequence[Path], extra: Sequence[str]) -> Plan:
+        command = self.helm_upgrade_command(wait=False, extra=extra, files=staged)
+        return planning.against_release(command, release_name=self.release, namespace=self.namespace,
+                                        values_after=self.values())
+
     def apply(self, *, dry_run: bool = False, wait: bool = True, timeout: str = "10m",
-              extra: Sequence[str] = ()) -> list[str]:
+              extra: Sequence[str] = (), atomic: bool = True, capacity_check: bool = True) -> list[str]:
         """`helm upgrade --install` the values, then write the values file (only once the release
-        succeeded: a failed one leaves the file as it was); `dry_run` only prints the command."""
+        succeeded: a failed one leaves the file as it was); `dry_run` only prints the command.
+
+        `atomic` (when waiting): a release that fails goes back to its last good revision. Before
+        helm runs, `capacity_check` refuses (CapacityError) pods no node can ever take. The values
+        files' text is kept in the release (cs_cluster.release) for `cs-cluster rollback`.
+        """
+        binary = self.helm_binary or helm.find_helm()
+        flags = [release.rollback_on_failure_flag(binary)] if atomic and wait else []
         if dry_run:
-            command = self.helm_upgrade_command(wait=wait, timeout=timeout, extra=extra)
+            command = self.helm_upgrade_command(wait=wait, timeout=timeout, extra=[*flags, *extra])
             print(shlex.join(command))
             return command
         # While helm waits, name any pod no node can take, instead of only timing out later.
@@ -275,7 +310,13 @@ class Cluster:
                   file=sys.stderr, flush=True)
 
         with self._staged_values() as staged:
-            command = self.helm_upgrade_command(wait=wait, timeout=timeout, extra=extra, files=staged)
+            if capacity_check:
+                capacity = planning.capacity(self._plan_against_release(staged, extra))
+                capacity.refuse_if_never()
+                for finding in capacity.findings:  # only warnings are left
+                    print(f"cs-cluster: capacity: {finding.line()[2:]}", file=sys.stderr, flush=True)
+            flags += release.record_arguments(staged[0], staged[1] if len(staged) > 1 else None)
+            command = self.helm_upgrade_command(wait=wait, timeout=timeout, extra=[*flags, *extra], files=staged)
             print(f"running: {shlex.join(command)}", file=sys.stderr, flush=True)
             if not wait:
                 _run_tool(command, "helm")

@@ -69,6 +69,13 @@ class ManifestError(CsClusterError):
     """A rendered object failed validation against the Kubernetes schemas."""
 
 
+class CapacityError(CsClusterError):
+    """Pods the apply would create that no node can ever take (cs_cluster.capacity); exit status 4,
+    so scripts can tell it from bad input (2) and from a failing tool (1)."""
+
+    exit_code = 4
+
+
 class ValuesRefusedError(ConfigError, ToolError):
     """Helm refused the values: the chart's schema, or one of its checks (`fail` in
     templates/_check-values.tpl). The values came from the user, so exit status 2 (a ConfigError);

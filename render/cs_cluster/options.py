@@ -52,3 +52,31 @@ def check_chart(path: Path | None) -> None:
     """--chart must be a chart directory (it holds Chart.yaml)."""
     if path is not None and not (path / "Chart.yaml").is_file():
         raise UsageError(f"--chart {path} is not a chart directory (no Chart.yaml in it)")
+
+
+# helm flags `--helm-arg` may not pass, and why: each would make the release, or what the capacity
+# check and the pod watcher read, differ from what cs-cluster knows.
+_HELM_ARGS_REFUSED = {
+    "--dry-run": "apply would then write its values file for a release that did not change; "
+                 "`cs-cluster plan` shows what would change",
+    "--namespace": "use --namespace", "-n": "use --namespace",
+    "--kube-context": "select the context in KUBECONFIG, which the capacity check reads too",
+    "--kubeconfig": "set KUBECONFIG, which the capacity check reads too",
+    "--atomic": "it is on by default (--no-atomic turns it off)",
+    "--rollback-on-failure": "it is on by default (--no-atomic turns it off)",
+    "--wait": "use --no-wait or --timeout", "--timeout": "use --timeout",
+    "--reuse-values": "cs-cluster gives helm every value; reusing the release's would run values the "
+                      "values file does not hold",
+    "--reset-then-reuse-values": "cs-cluster gives helm every value; reusing the release's would run values "
+                                 "the values file does not hold",
+}
+
+
+def check_helm_args(arguments: list[str]) -> None:
+    """--helm-arg: refuse the flags cs-cluster sets itself or that would break what it keeps."""
+    for argument in arguments:
+        flag = argument.split("=", 1)[0]
+        if flag.startswith("-n") and not flag.startswith("--"):
+            flag = "-n"
+        if flag in _HELM_ARGS_REFUSED:
+            raise UsageError(f"--helm-arg {argument!r} is not passed to helm: {_HELM_ARGS_REFUSED[flag]}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+import pytest
 import yaml
 from helpers import EXAMPLE_CONFIG, SEED_MODEL, cs_cluster, write_config
 
@@ -43,16 +44,22 @@ def test_apply_dry_run_prints_the_helm_command(tmp_path: Path) -> None:
     assert not values_file.exists()
 
 
-def test_apply_without_a_cluster_fails_in_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("options", "failing"), [
+    ([], "helm status failed"),  # the capacity check reads the release first: helm upgrade never runs
+    (["--skip-capacity-check"], "helm failed"),
+], ids=["capacity-check", "skip-capacity-check"])
+def test_apply_without_a_cluster_fails_in_one_line(tmp_path: Path, options: list[str], failing: str) -> None:
     import os
 
     # A kubeconfig that points nowhere, even when ci/test.sh has a control plane running.
     no_cluster = {**os.environ, "KUBECONFIG": str(tmp_path / "no-kubeconfig")}
     result = cs_cluster("apply", "--config", EXAMPLE_CONFIG, "--tag", "v1", "--project", "p",
-                        "--values-file", tmp_path / "v.yaml", "--timeout", "5s", "--no-wait", env=no_cluster)
+                        "--values-file", tmp_path / "v.yaml", "--timeout", "5s", "--no-wait", *options, env=no_cluster)
     assert result.returncode == 1
-    assert "cs-cluster: error: helm failed" in result.stderr
+    assert f"cs-cluster: error: {failing}" in result.stderr
+    assert ("running: " in result.stderr) == bool(options), result.stderr
     assert "Traceback" not in result.stderr
+    assert not (tmp_path / "v.yaml").exists()
 
 
 def test_build_dry_run_composes_docker_commands(tmp_path: Path) -> None:
@@ -141,7 +148,8 @@ def test_a_failed_apply_leaves_the_values_files_as_they_were(tmp_path: Path) -> 
     write_config(tmp_path, [SEED_MODEL | {"secrets": {"API_KEY": "new"}}])
     no_cluster = {**os.environ, "KUBECONFIG": str(tmp_path / "no-kubeconfig")}
     result = cs_cluster("apply", "--config", config, "--tag", "never-deployed", "--project", "p",
-                        "--values-file", values_file, "--timeout", "5s", "--no-wait", env=no_cluster)
+                        "--values-file", values_file, "--timeout", "5s", "--no-wait", "--skip-capacity-check",
+                        env=no_cluster)
     assert result.returncode == 1 and "helm failed" in result.stderr
     # helm was given the new values, from staged copies...
     command = shlex.split(result.stderr.split("running: ", 1)[1].splitlines()[0])
