@@ -13,7 +13,7 @@ from typing import Literal
 from . import helm, options
 from .cluster import Cluster
 from .errors import CapacityError, ConfigError, CsClusterError, UsageError
-from .render import check_kubernetes_versions, prepare_validation
+from .render import check_kubernetes_versions, prepare_validation, validated_render
 from .schema import stale_files, write_generated
 from .values import dump_values, secrets_path_for, write_private_file
 
@@ -71,7 +71,7 @@ def command_template(args: argparse.Namespace) -> int:
     cluster = _make_cluster(args, args.previous)
     if args.validate:
         prepare_validation(args.kubernetes_version)  # while helm renders
-        rendered = cluster.render(args.kubernetes_version)
+        rendered = validated_render(cluster.template(), args.kubernetes_version)
         sys.stdout.write(rendered.manifests)
         print(f"{len(rendered)} objects rendered, all valid for Kubernetes {', '.join(args.kubernetes_version)}",
               file=sys.stderr)

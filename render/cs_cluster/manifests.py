@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import threading
+from collections.abc import Iterator
 from typing import IO, Any
 
 from .errors import ManifestError, ToolError
@@ -48,10 +49,17 @@ def _feed(stream: IO[bytes], data: bytes) -> None:
 def read_documents(manifests: str) -> list[Any]:
     """Every document of a YAML stream, in order, as Kubernetes reads it (None for an empty one).
 
-    The helper converts on every core while this reads its lines as they come, so parsing the JSON
-    overlaps the conversion. Raises ManifestError (one line, naming the document) for YAML that is
-    not valid, ToolError when the helper cannot run.
+    Raises ManifestError (one line, naming the document) for YAML that is not valid, ToolError when
+    the helper cannot run.
     """
+    return list(iter_documents(manifests))
+
+
+def iter_documents(manifests: str) -> Iterator[Any]:
+    """`read_documents`, one document at a time as the helper converts them (on every core), so
+    what the caller does with each (parse its JSON, validate it) overlaps the conversion. A caller
+    that stops early stops the helper too. The errors are read_documents'; invalid YAML is raised
+    once every document before it was yielded."""
     reader = find_reader()
     try:
         process = subprocess.Popen([reader], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -62,10 +70,17 @@ def read_documents(manifests: str) -> list[Any]:
     # Written from a thread: the helper writes while it reads, and both pipes are bounded.
     writer = threading.Thread(target=_feed, args=(process.stdin, manifests.encode()), daemon=True)
     writer.start()
-    documents = [json.loads(line) for line in process.stdout]
-    writer.join()
-    complaint = process.stderr.read().decode(errors="replace").strip()
-    if process.wait() != 0:
-        detail = complaint.splitlines()[-1] if complaint else f"exit status {process.returncode}"
-        raise ManifestError(f"the rendered manifests are not valid YAML: {detail.removeprefix(READER + ': ')}")
-    return documents
+    try:
+        for line in process.stdout:
+            yield json.loads(line)
+        complaint = process.stderr.read().decode(errors="replace").strip()
+        if process.wait() != 0:
+            detail = complaint.splitlines()[-1] if complaint else f"exit status {process.returncode}"
+            raise ManifestError(f"the rendered manifests are not valid YAML: {detail.removeprefix(READER + ': ')}")
+    finally:
+        if process.poll() is None:  # the caller stopped early (an invalid object): stop the helper
+            process.kill()
+            process.wait()
+        writer.join()
+        for stream in (process.stdout, process.stderr):
+            stream.close()
