@@ -85,6 +85,24 @@ QUICK_PLAN = Plan(rounds=1, requests={1: 10, 8: 16, 32: 32}, warm_up=4)
 class Result:
     latencies: list[float] = field(default_factory=list)
     rates: list[float] = field(default_factory=list)
+    cpu_per_sim: list[float] = field(default_factory=list)  # the server's processes, seconds
+
+
+def process_tree_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process and its children (gunicorn's master and workers),
+    from /proc: what serving cost, whatever else ran on the machine at the time."""
+    total = 0.0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(child) for child in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue  # a process that ended meanwhile
+    return total
 
 
 # -- clients --------------------------------------------------------------------------------------
@@ -215,6 +233,8 @@ def run(settings: RunSettings, log: Callable[[str], None]) -> list[Table]:
                                     cwd=HERE))
         queues = redis.Redis.from_url(url)
         direct = DirectSender(url)
+        server_pids = {PEER: servers[2].pid, OURS: gateway.process.pid, OURS_LOGGED: servers[0].pid,
+                       OURS_BEFORE: servers[1].pid}
         contenders: dict[str, Callable[[int, int], tuple[list[float], float]]] = {
             DIRECT: direct.run,
             PEER: lambda c, n: http_run(peer_port, c, n, None),
@@ -232,10 +252,13 @@ def run(settings: RunSettings, log: Callable[[str], None]) -> list[Table]:
             for concurrency, count in plan.requests.items():
                 shift = (number + concurrency) % len(names)
                 for name in names[shift:] + names[:shift]:
+                    cpu_before = process_tree_cpu(server_pids[name]) if name in server_pids else 0.0
                     latencies, seconds = contenders[name](concurrency, count)
                     result = results.setdefault((name, concurrency), Result())
                     result.latencies += latencies
                     result.rates.append(len(latencies) / seconds)
+                    if name in server_pids:
+                        result.cpu_per_sim.append((process_tree_cpu(server_pids[name]) - cpu_before) / len(latencies))
                     empty_queues(queues)
         log("gateway-peer: the gateway's Redis work per submit, as it is and as it was")
         redis_work = enqueue_table(url, plan, queues)
@@ -254,14 +277,16 @@ def run(settings: RunSettings, log: Callable[[str], None]) -> list[Table]:
 def results_table(results: dict[tuple[str, int], Result], plan: Plan, command: list[str]) -> Table:
     levels = list(plan.requests)
     table = Table("Gateway vs C/S 0.16's and vs no gateway: sim submits at 1, 8 and 32 concurrent clients",
-                  ["path", *[f"{c} client{'s' if c > 1 else ''}: p50 / p99 / sims/s" for c in levels]])
+                  ["path", *[f"{c} client{'s' if c > 1 else ''}: p50 / p99 / sims/s" for c in levels],
+                   f"server CPU per sim at {max(levels)} clients"])
     for name in (DIRECT, PEER, OURS, OURS_LOGGED, OURS_BEFORE):
         cells = []
         for concurrency in levels:
             result = results[(name, concurrency)]
             cells.append(f"{fmt_seconds(median(result.latencies))} / {fmt_seconds(percentile(result.latencies, 0.99))}"
                          f" / {median(result.rates):.0f}")
-        table.add(name, *cells)
+        cpu = results[(name, max(levels))].cpu_per_sim
+        table.add(name, *cells, fmt_seconds(median(cpu)) if cpu else "- (in the client)")
     ours_p50, direct_p50 = median(results[(OURS, 1)].latencies), median(results[(DIRECT, 1)].latencies)
     added = ours_p50 - direct_p50
     ratio = median(results[(OURS, max(levels))].rates) / median(results[(PEER, max(levels))].rates)
@@ -272,6 +297,8 @@ def results_table(results: dict[tuple[str, int], Result], plan: Plan, command: l
     runs = ", ".join(f"{n} requests at {c}" for c, n in plan.requests.items())
     table.note(f"{plan.rounds} rounds; per round and level, {runs}"
                f" per contender; p50/p99 over all rounds' requests, sims/s the median of the rounds.")
+    table.note("server CPU per sim: user + system seconds of the gunicorn master and workers (from /proc) "
+               "over the run, per sim; on 2 shared cores it bounds sims/s more than latency does.")
     table.note(f"our gateway's command: `{' '.join(command)}`")
     table.note(f"load average after: {load_text()}")
     return table
