@@ -168,7 +168,7 @@ def command_schema(args: argparse.Namespace) -> int:
     stale = stale_files(chart)
     if stale:
         raise UsageError("out of date: " + ", ".join(map(str, stale)) + "; run `cs-cluster schema --write`")
-    print("values.schema.json and docs/values.md match values.schema.yaml", file=sys.stderr)
+    print("values.schema.json, docs/values.md and the chart's README.md match values.schema.yaml", file=sys.stderr)
     return 0
 
 
@@ -303,7 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     webserver.add_argument("--token", help="answer 401 unless results carry this COMP_API_TOKEN")
     webserver.set_defaults(handler=command_local_webserver)
 
-    schema = commands.add_parser("schema", help="check or regenerate values.schema.json and docs/values.md")
+    schema = commands.add_parser(
+        "schema", help="check or regenerate values.schema.json, docs/values.md and the chart's README.md")
     schema.add_argument("--write", action="store_true", help="regenerate instead of checking")
     schema.add_argument("--chart", type=Path)
     schema.set_defaults(handler=command_schema)

@@ -1,4 +1,5 @@
-"""values.schema.yaml -> values.schema.json and docs/values.md; values.yaml -> files/value-keys.json.
+"""values.schema.yaml -> values.schema.json, docs/values.md and the chart's README.md; values.yaml ->
+files/value-keys.json.
 
 The YAML schema is the single source of truth (as in zero-to-jupyterhub): Helm validates values
 against the JSON made from it, and the reference docs are made from it too, so neither can drift.
@@ -59,17 +60,89 @@ def _rows(schema: dict[str, Any], node: dict[str, Any], path: str, defaults: Any
         yield from _rows(schema, child, f"{path}.<{'slug' if path == 'models' else pattern}>", None)
 
 
-def values_markdown(chart: Path) -> str:
+def _values_table(chart: Path) -> list[str]:
     schema = load_schema(chart)
     defaults = yaml.safe_load((chart / "values.yaml").read_text()) or {}
+    return ["| key | type | default | description |", "| --- | --- | --- | --- |", *_rows(schema, schema, "", defaults)]
+
+
+def values_markdown(chart: Path) -> str:
     lines = [
         "# Values reference",
         "",
         "Generated from `charts/cs-workers/values.schema.yaml` by `cs-cluster schema --write`; do not edit.",
         "",
-        "| key | type | default | description |",
-        "| --- | --- | --- | --- |",
-        *_rows(schema, schema, "", defaults),
+        *_values_table(chart),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def chart_readme(chart: Path) -> str:
+    """The chart's README.md, what `helm show readme` and Artifact Hub show: Chart.yaml's
+    description, the install, upgrade and uninstall commands, and the values table of docs/values.md
+    (the schema's descriptions, so a value is described the same everywhere)."""
+    meta = yaml.safe_load((chart / "Chart.yaml").read_text())
+    name, version = meta["name"], meta["version"]
+    reference = f"oci://REGISTRY/charts/{name}"
+    lines = [
+        f"# {name}",
+        "",
+        " ".join(str(meta.get("description", "")).split()),
+        "",
+        f"Chart {version}, application {meta.get('appVersion')}, Kubernetes `{meta.get('kubeVersion')}`.",
+        "Generated from `values.schema.yaml` and `Chart.yaml` by `cs-cluster schema --write`; do not edit.",
+        "",
+        "## Install",
+        "",
+        "Write the values from a worker_config (a list of models, as Compute Studio 0.16 had) with",
+        "`cs-cluster values` (the `cs-workers` Python package), and the webserver's address and token",
+        "in a git-ignored file; `REGISTRY` is where the chart was pushed (`helm push`), or give the",
+        "chart's directory instead of the `oci://` reference:",
+        "",
+        "```sh",
+        "cs-cluster values --config worker_config.yaml --tag oct30.0 --project my-project -o values.yaml",
+        "(umask 077 && cat > worker.secrets.yaml <<'EOF'",
+        "workerSecret:",
+        '  values: {COMP_URL: "https://compute.studio", COMP_API_TOKEN: "...", BUCKET: "..."}',
+        "EOF",
+        ")",
+        f"helm install cs-workers {reference} --version {version} \\",
+        "  --namespace cs-workers --create-namespace -f values.yaml -f worker.secrets.yaml --wait",
+        "helm test cs-workers --namespace cs-workers",
+        "```",
+        "",
+        "The Redis password, the gateway token and the models' Redis passwords are generated on install",
+        "and kept across upgrades, and the worker and model Secrets are kept when an upgrade omits their",
+        "values: Helm looks them up in the cluster. `helm template | kubectl apply` and Argo CD cannot look,",
+        "so there every render would make new ones: name Secrets you manage instead",
+        "(`redis.auth.existingSecret`, `gateway.auth.existingSecret`, `workerSecret.existingSecret`, each",
+        "model's `secrets.existingSecret`) and set `redis.auth.modelUsers: false`.",
+        "",
+        "## Upgrade",
+        "",
+        "```sh",
+        f"helm upgrade cs-workers {reference} --version {version} \\",
+        "  --namespace cs-workers -f values.yaml --wait",
+        "```",
+        "",
+        "Give all your values files again, or use `--reset-then-reuse-values` (Helm 3.14 and later);",
+        "not `--reuse-values`, which renders a newer chart without the defaults it added (the chart",
+        "stops and says so). What changed and what to do: `CHANGELOG.md` beside this file.",
+        "",
+        "## Uninstall",
+        "",
+        "```sh",
+        "helm uninstall cs-workers --namespace cs-workers",
+        "```",
+        "",
+        "This keeps, on purpose, the Redis PersistentVolumeClaim (queued work) and the two Secrets that go",
+        "with it (the Redis password and the gateway token), so that a reinstall finds them. Delete them",
+        "to start from nothing:",
+        "`kubectl --namespace cs-workers delete pvc,secret -l app.kubernetes.io/instance=cs-workers`.",
+        "",
+        "## Values",
+        "",
+        *_values_table(chart),
     ]
     return "\n".join(lines) + "\n"
 
@@ -95,6 +168,7 @@ def generated_files(chart: Path) -> dict[Path, str]:
         chart / "values.schema.json": schema_json(chart),
         chart / "files" / "value-keys.json": value_keys_json(chart),
         chart.parent.parent / "docs" / "values.md": values_markdown(chart),
+        chart / "README.md": chart_readme(chart),
     }
 
 

@@ -13,8 +13,9 @@ def test_scheduler_deployment_and_service() -> None:
     scheduler = chart.one("Deployment", component="dask-scheduler", model="pslmodels-ogusa")
     assert scheduler["spec"]["replicas"] == 1
     assert container(scheduler)["command"] == ["dask", "scheduler", "--port", "8786", "--dashboard-address", ":8787"]
-    assert container(scheduler)["resources"] == {"requests": {"cpu": "500m", "memory": "2G"},
-                                                 "limits": {"cpu": "1800m", "memory": "6G"}}
+    assert container(scheduler)["resources"] == {
+        "requests": {"cpu": "500m", "memory": "2G", "ephemeral-storage": "128Mi"},
+        "limits": {"cpu": "1800m", "memory": "6G", "ephemeral-storage": "2Gi"}}
     service = chart.one("Service", component="dask-scheduler", model="pslmodels-ogusa")
     assert {(p["name"], p["port"]) for p in service["spec"]["ports"]} == {("comm", 8786), ("dashboard", 8787)}
     assert service["spec"]["selector"] == scheduler["spec"]["selector"]["matchLabels"]
@@ -49,7 +50,7 @@ def test_worker_points_at_its_scheduler_and_has_model_replicas() -> None:
     # Without limits the requests (defaults: 1 CPU, 1G) become the limits, and so the threads and memory.
     assert command[command.index("--nthreads") + 1] == "1"
     assert command[command.index("--memory-limit") + 1] == "1G"
-    assert container(worker)["resources"]["limits"] == {"cpu": "1", "memory": "1G"}
+    assert container(worker)["resources"]["limits"] == {"cpu": "1", "memory": "1G", "ephemeral-storage": "9Gi"}
 
 
 def test_celery_models_get_no_dask_objects() -> None:

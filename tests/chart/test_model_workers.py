@@ -30,8 +30,8 @@ def test_io_worker_takes_the_inputs_queue_one_at_a_time(cluster_type: str) -> No
     assert command[command.index("--concurrency") + 1] == "1"
     assert command[command.index("--prefetch-multiplier") + 1] == "1"
     assert io["spec"]["replicas"] == 1
-    assert container(io)["resources"] == {"requests": {"cpu": "700m", "memory": "250M"},
-                                          "limits": {"cpu": "1", "memory": "700M"}}
+    assert container(io)["resources"] == {"requests": {"cpu": "700m", "memory": "250M", "ephemeral-storage": "128Mi"},
+                                          "limits": {"cpu": "1", "memory": "700M", "ephemeral-storage": "2Gi"}}
     env = env_of(io)
     assert (env["OWNER"], env["TITLE"], env["CS_WORKER_ROLE"]) == ("PSLmodels", "OG-USA", "io")
     assert env["CS_CLUSTER_TYPE"] == cluster_type
@@ -47,8 +47,8 @@ def test_celery_sim_worker_has_the_model_replicas_and_resources_merged_key_by_ke
     command = worker_command(sim)
     assert command[command.index("--queues") + 1] == "pslmodels_taxbrain_queue"
     # requests.cpu comes from the default (1), the rest from the model.
-    assert container(sim)["resources"] == {"requests": {"cpu": "1", "memory": "4G"},
-                                           "limits": {"cpu": 2, "memory": "6G"}}
+    assert container(sim)["resources"] == {"requests": {"cpu": "1", "memory": "4G", "ephemeral-storage": "256Mi"},
+                                           "limits": {"cpu": 2, "memory": "6G", "ephemeral-storage": "9Gi"}}
     env = env_of(sim)
     assert env["SIM_TIME_LIMIT"] == "900"
     assert env["CS_WORKER_ROLE"] == "sim"
@@ -64,10 +64,10 @@ def test_dask_sim_pod_is_a_small_driver_pointed_at_the_model_scheduler() -> None
     assert sim["spec"]["replicas"] == 1
     assert chart.one("Deployment", component="dask-worker")["spec"]["replicas"] == 4
     assert env_of(sim)["DASK_SCHEDULER_ADDRESS"] == "tcp://release-pslmodels-ogusa-dask-scheduler:8786"
-    assert container(sim)["resources"]["requests"] == {"cpu": "250m", "memory": "256M"}
+    assert container(sim)["resources"]["requests"] == {"cpu": "250m", "memory": "256M", "ephemeral-storage": "256Mi"}
     # The model's resources go to its Dask workers instead.
     worker = chart.one("Deployment", component="dask-worker", model="pslmodels-ogusa")
-    assert container(worker)["resources"]["limits"] == {"cpu": 2, "memory": "7G"}
+    assert container(worker)["resources"]["limits"] == {"cpu": 2, "memory": "7G", "ephemeral-storage": "9Gi"}
 
 
 def test_worker_secret_reaches_workers_only_by_secret_key_ref() -> None:
@@ -146,7 +146,7 @@ def test_per_component_placement_and_resource_overrides() -> None:
     io = chart.one("Deployment", component="model-io")
     assert io["spec"]["replicas"] == 2
     assert io["spec"]["template"]["spec"]["nodeSelector"] == {"pool": "io"}
-    assert container(io)["resources"]["limits"] == {"cpu": "1", "memory": "1G"}
+    assert container(io)["resources"]["limits"] == {"cpu": "1", "memory": "1G", "ephemeral-storage": "2Gi"}
     scheduler = chart.one("Deployment", component="dask-scheduler")
     assert scheduler["spec"]["template"]["spec"]["tolerations"] == [toleration]
     worker = chart.one("Deployment", component="dask-worker")
@@ -236,7 +236,9 @@ def test_a_drain_takes_one_sim_pod_and_one_dask_worker_of_a_model_at_a_time() ->
     assert guarded == [("dask-worker", "c-d"), ("model-sim", "a-b"), ("model-sim", "c-d")]
     for budget in budgets:
         labels = budget["metadata"]["labels"]
-        assert budget["spec"] == {"maxUnavailable": 1, "selector": budget["spec"]["selector"]}
+        # A pod that is not Ready (a crash-looping model) never blocks a drain.
+        assert budget["spec"] == {"maxUnavailable": 1, "selector": budget["spec"]["selector"],
+                                  "unhealthyPodEvictionPolicy": "AlwaysAllow"}
         workload = chart.one("Deployment", component=labels["app.kubernetes.io/component"],
                              model=labels["compute.studio/model"])
         # The budget selects exactly that workload's pods: not another model's, not the io pods.
@@ -249,6 +251,16 @@ def test_a_drain_takes_one_sim_pod_and_one_dask_worker_of_a_model_at_a_time() ->
             assert not all(other_labels.get(k) == v for k, v in budget["spec"]["selector"]["matchLabels"].items()), \
                 (budget["metadata"]["name"], other["metadata"]["name"])
         assert all(pod_labels.get(k) == v for k, v in budget["spec"]["selector"]["matchLabels"].items())
+
+
+def test_budgets_leave_out_the_eviction_policy_where_kubernetes_lacks_it() -> None:
+    """unhealthyPodEvictionPolicy exists from Kubernetes 1.27 (beta, on by default); older API
+    servers would drop it or, with strict field validation, refuse the object."""
+    values = values_with(model("a", "b"), model("c", "d", "dask"))
+    old = render_chart(values, kubernetes_versions=["1.26"], validate=False)
+    assert [b["spec"].get("unhealthyPodEvictionPolicy") for b in old.find("PodDisruptionBudget")] == [None] * 3
+    strict = render_chart({**values, "podDisruptionBudget": {"unhealthyPodEvictionPolicy": "IfHealthyBudget"}})
+    assert {b["spec"]["unhealthyPodEvictionPolicy"] for b in strict.find("PodDisruptionBudget")} == {"IfHealthyBudget"}
 
 
 def remapped(value: str, mounts: dict[str, Path]) -> str:

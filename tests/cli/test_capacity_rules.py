@@ -25,7 +25,7 @@ def node(name: str, cpu: str, memory: str = "16Gi", labels: dict[str, str] | Non
          taints: list[dict[str, str]] | None = None) -> dict[str, Any]:
     return {"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, **(labels or {})}},
             "spec": {"taints": taints} if taints else {},
-            "status": {"allocatable": {"cpu": cpu, "memory": memory, "pods": "110"}}}
+            "status": {"allocatable": {"cpu": cpu, "memory": memory, "ephemeral-storage": "100Gi", "pods": "110"}}}
 
 
 NODES = [node("small-1", "4", labels={"size": "small"}), node("small-2", "4", labels={"size": "small"}),

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import EXAMPLE_CONFIG, cs_cluster, write_config
+from helpers import CHART, EXAMPLE_CONFIG, cs_cluster, write_config
 from kube_support import Kube
 
 from cs_cluster.helm import find_helm
@@ -96,8 +96,9 @@ def test_plan_predicts_the_apply(kube: Kube, tmp_path: Path, case: str, major: i
     text = command(kube, tmp_path, "plan", config, tag, *options, major=major)
     assert text.returncode == spec["code"], text.stderr
     lines = text.stdout.splitlines()
-    assert lines[0] == f"Comparing with release {RELEASE} revision 1 (deployed, cs-workers-0.1.0) in namespace " \
-                       f"{kube.namespace}."
+    chart_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["version"]
+    assert lines[0] == f"Comparing with release {RELEASE} revision 1 (deployed, cs-workers-{chart_version}) in " \
+                       f"namespace {kube.namespace}."
     assert [line for line in lines if line[:2] in ("~ ", "+ ", "- ")] == spec["lines"]
     assert lines[-1].startswith("No changes" if spec["code"] == 0 else "Plan: "), lines[-1]
     assert not [line for line in lines if line.startswith("! ")], text.stdout

@@ -32,6 +32,7 @@ NOTES.txt.
 {{- fail (printf "models.%s: the key must be the model's slug %q (clean(owner)-clean(title)), so that its queues and names match what the gateway computes" $slug $expected) }}
 {{- end }}
 {{- end }}
+{{- include "cs-workers.checkUserLabels" (dict "labels" .Values.commonLabels "where" "commonLabels") }}
 {{- with $.Values.workerSecret.values }}
 {{- if and (trim (.COMP_URL | default "")) (not (trim (.COMP_API_TOKEN | default ""))) }}
 {{- fail "workerSecret.values: COMP_URL is set but COMP_API_TOKEN is not; workers refuse to start without the token the webserver wants" }}

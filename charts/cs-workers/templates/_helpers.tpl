@@ -70,6 +70,48 @@ app.kubernetes.io/part-of: cs-workers
 app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
 helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" }}
+{{- with .root.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* The labels the chart sets itself; commonLabels and podLabels may not set them. */}}
+{{- define "cs-workers.chartLabelKeys" -}}
+app.kubernetes.io/name app.kubernetes.io/instance app.kubernetes.io/component app.kubernetes.io/part-of app.kubernetes.io/managed-by app.kubernetes.io/version helm.sh/chart compute.studio/model
+{{- end -}}
+
+{{/* cs-workers.checkUserLabels (dict "labels" $map "where" "gateway.podLabels"): fails on a label the chart sets. */}}
+{{- define "cs-workers.checkUserLabels" -}}
+{{- $reserved := splitList " " (include "cs-workers.chartLabelKeys" .) -}}
+{{- range $key, $_ := .labels -}}
+{{- if has $key $reserved -}}
+{{- fail (printf "%s: %s is a label the chart sets itself (selectors and the NetworkPolicies rely on it); choose another key" $.where $key) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+cs-workers.podTemplateMetadata (dict "root" $ "component" "..." "slug" $slugOrEmpty "settings" $componentSettings
+"where" "values.path.%[1]s" "annotations" $chartAnnotations): a pod template's labels (the stable pod labels, then
+commonLabels and the component's podLabels) and annotations (the component's podAnnotations, under the chart's own).
+`where`, here and in cs-workers.extraEnv, is a printf format of the values path, %[1]s standing for the key.
+*/}}
+{{- define "cs-workers.podTemplateMetadata" -}}
+{{- $settings := .settings -}}
+labels:
+  {{- include "cs-workers.podLabels" . | nindent 2 }}
+  {{- if or .root.Values.commonLabels $settings.podLabels }}
+  {{- include "cs-workers.checkUserLabels" (dict "labels" $settings.podLabels "where" (printf .where "podLabels")) }}
+  {{- mustMergeOverwrite (deepCopy (.root.Values.commonLabels | default dict)) (deepCopy ($settings.podLabels | default dict)) | toYaml | nindent 2 }}
+  {{- end }}
+{{- $annotations := .annotations }}
+{{- if $settings.podAnnotations }}
+{{- $annotations = mustMergeOverwrite (deepCopy $settings.podAnnotations) ($annotations | default dict) }}
+{{- end }}
+{{- with $annotations }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end -}}
 
 {{/*
@@ -219,6 +261,9 @@ security context, pull secrets and placement.
 {{- $settings := .settings -}}
 serviceAccountName: {{ include "cs-workers.serviceAccountName" (list $root .component) }}
 automountServiceAccountToken: false
+{{- with $settings.priorityClassName }}
+priorityClassName: {{ . | quote }}
+{{- end }}
 securityContext:
   {{- mustMergeOverwrite (deepCopy $root.Values.podSecurityContext) (deepCopy ($settings.podSecurityContext | default dict)) | toYaml | nindent 2 }}
 {{- with $root.Values.imagePullSecrets }}
@@ -237,6 +282,54 @@ affinity:
 tolerations:
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- with $settings.topologySpreadConstraints }}
+{{- /* A constraint without a labelSelector spreads this component's pods (of this model). */}}
+{{- $selector := include "cs-workers.selectorLabels" (dict "root" $root "component" $.component "slug" $.slug) | fromYaml }}
+{{- $constraints := list }}
+{{- range . }}
+{{- $constraints = append $constraints (hasKey . "labelSelector" | ternary . (merge (dict "labelSelector" (dict "matchLabels" $selector)) .)) }}
+{{- end }}
+topologySpreadConstraints:
+  {{- toYaml $constraints | nindent 2 }}
+{{- end }}
+{{- with $settings.initContainers }}
+initContainers:
+  {{- include "cs-workers.extraContainers" (dict "root" $root "containers" .) | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/*
+cs-workers.extraContainers (dict "root" $ "containers" $list): the user's sidecars or init containers, each
+with the chart's containerSecurityContext under its own securityContext (so they meet the restricted
+standard unless they say otherwise).
+*/}}
+{{- define "cs-workers.extraContainers" -}}
+{{- $containers := list -}}
+{{- range .containers -}}
+{{- $securityContext := mustMergeOverwrite (deepCopy $.root.Values.containerSecurityContext) (deepCopy (.securityContext | default dict)) -}}
+{{- $containers = append $containers (merge (dict "securityContext" $securityContext) (omit . "securityContext")) -}}
+{{- end -}}
+{{- toYaml $containers -}}
+{{- end -}}
+
+{{/*
+cs-workers.extraEnv (dict "env" $chartEnvText "settings" $componentSettings "where" "values.path.%[1]s"): the
+component's extraEnv, after the chart's env. A name the chart sets in this container is refused: the
+chart's checks (time limits, the Redis user) rely on its values.
+*/}}
+{{- define "cs-workers.extraEnv" -}}
+{{- with .settings.extraEnv -}}
+{{- $chartNames := list -}}
+{{- range regexFindAll "(?m)^- name: \\S+" $.env -1 -}}
+{{- $chartNames = append $chartNames (trimPrefix "- name: " . | trimAll "\"") -}}
+{{- end -}}
+{{- range . -}}
+{{- if has .name $chartNames -}}
+{{- fail (printf "%s: %s is set by the chart in this container; change it through the chart's own values (docs/values.md)" (printf $.where "extraEnv") .name) -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml . -}}
+{{- end -}}
 {{- end -}}
 
 {{/* cs-workers.containerSecurityContext (dict "root" $ "settings" $componentSettings) */}}
@@ -251,24 +344,37 @@ tolerations:
 
 {{/* cs-workers.serviceAccount (list $ "component"): the ServiceAccount object. */}}
 {{- define "cs-workers.serviceAccount" -}}
+{{- $root := index . 0 -}}
+{{- $accounts := $root.Values.serviceAccount -}}
 apiVersion: v1
 kind: ServiceAccount
 metadata:
   name: {{ include "cs-workers.serviceAccountName" . }}
-  namespace: {{ (index . 0).Release.Namespace }}
+  namespace: {{ $root.Release.Namespace }}
   labels:
-    {{- include "cs-workers.labels" (dict "root" (index . 0) "component" (index . 1)) | nindent 4 }}
+    {{- include "cs-workers.labels" (dict "root" $root "component" (index . 1)) | nindent 4 }}
+  {{- with mustMergeOverwrite (deepCopy ($accounts.annotations | default dict)) (deepCopy (dig (index . 1) dict ($accounts.componentAnnotations | default dict))) }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
 automountServiceAccountToken: false
 {{- end -}}
 
-{{/* A writable /tmp on a read-only root filesystem. */}}
+{{/*
+A writable /tmp on a read-only root filesystem. cs-workers.tmpVolume takes the component's
+tmpSizeLimit: past it the kubelet evicts the pod, before it fills the node's disk.
+*/}}
 {{- define "cs-workers.tmpVolumeMount" -}}
 - name: tmp
   mountPath: /tmp
 {{- end -}}
 {{- define "cs-workers.tmpVolume" -}}
 - name: tmp
-  emptyDir: {}
+  emptyDir:
+    {{- with . }}
+    sizeLimit: {{ include "cs-workers.text" . | quote }}
+    {{- else }} {}
+    {{- end }}
 {{- end -}}
 
 {{/*
@@ -311,6 +417,43 @@ a model's workers', as the model's own ACL user when redis.auth.modelUsers.
   value: "0"
 - name: CELERY_VISIBILITY_TIMEOUT
   value: {{ include "cs-workers.text" .Values.celery.visibilityTimeout | quote }}
+{{- end -}}
+
+{{/*
+The env the chart sets in the gateway's, Redis's and a Dask worker's container (cs-workers.extraEnv
+refuses an extraEnv that would set one of these again); a model's Celery workers' is in model/_worker.tpl.
+*/}}
+{{- define "cs-workers.gateway.env" -}}
+- name: CS_ROUTING_TABLE
+  value: /etc/cs-workers/routes/routes.json
+{{ include "cs-workers.redisEnv" . }}
+{{- if .Values.gateway.auth.enabled }}
+- name: CS_GATEWAY_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "cs-workers.gateway.tokenSecretName" . }}
+      key: {{ .Values.gateway.auth.tokenKey }}
+{{- end }}
+{{- end -}}
+
+{{- define "cs-workers.redis.env" -}}
+- name: REDIS_PORT
+  value: {{ include "cs-workers.text" .root.Values.redis.port | quote }}
+{{- range list "REDIS_PASSWORD" "REDISCLI_AUTH" }}
+- name: {{ . }}
+  valueFrom:
+    secretKeyRef:
+      {{- toYaml $.secretRef | nindent 6 }}
+{{- end }}
+{{- end -}}
+
+{{- define "cs-workers.dask.workerEnv" -}}
+- name: POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: DASK_SCHEDULER_ADDRESS
+  value: {{ include "cs-workers.dask.schedulerAddress" . | quote }}
 {{- end -}}
 
 {{/*
@@ -360,6 +503,16 @@ every upgrade (helm template, which cannot look, makes a new one each time).
 {{- index $existing.data .key -}}
 {{- else -}}
 {{- randAlphaNum .length | b64enc -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+A PodDisruptionBudget's unhealthyPodEvictionPolicy, on Kubernetes 1.27 and later (where the field is on
+by default): with AlwaysAllow a pod that is not Ready, such as a crash-looping model, never blocks a drain.
+*/}}
+{{- define "cs-workers.pdb.unhealthyPodEvictionPolicy" -}}
+{{- if semverCompare ">=1.27.0-0" .Capabilities.KubeVersion.Version -}}
+unhealthyPodEvictionPolicy: {{ .Values.podDisruptionBudget.unhealthyPodEvictionPolicy }}
 {{- end -}}
 {{- end -}}
 
@@ -425,6 +578,9 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- with .slug }}
 compute.studio/model: {{ . }}
 {{- end }}
+{{- with .root.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
 
 {{- define "cs-workers.networkPolicy.testPeer" -}}
@@ -465,12 +621,12 @@ spec:
         {{- toYaml . | nindent 8 }}
       {{- end }}
       resources:
-        requests: {cpu: 50m, memory: 64Mi}
-        limits: {cpu: 500m, memory: 256Mi}
+        requests: {cpu: 50m, memory: 64Mi, ephemeral-storage: 16Mi}
+        limits: {cpu: 500m, memory: 256Mi, ephemeral-storage: 128Mi}
       securityContext:
         {{- include "cs-workers.containerSecurityContext" (dict "root" .root "settings" dict) | nindent 8 }}
       volumeMounts:
         {{- include "cs-workers.tmpVolumeMount" . | nindent 8 }}
   volumes:
-    {{- include "cs-workers.tmpVolume" . | nindent 4 }}
+    {{- include "cs-workers.tmpVolume" "64Mi" | nindent 4 }}
 {{- end -}}
