@@ -114,6 +114,27 @@ else
   log "actionlint: no Go toolchain, not built (the workflow test skips here and fails in CI)"
 fi
 
+# The CNCF distribution registry, pinned, for the chart's OCI round trip (tests/chart/test_publish.py:
+# helm push to it on loopback, then install and template from oci://). Built from the Go module
+# proxy, about 2 minutes the first time on 2 cores; the real node's build of the same version
+# (ci/cluster up --real-node) is reused when it is there.
+REGISTRY_VERSION=v3.1.2
+registry_version() { "$1" --version 2>/dev/null | awk '{print $3}' | sed 's/+.*//'; }
+if [ -x "$BIN/registry" ] && [ "$(registry_version "$BIN/registry")" = "$REGISTRY_VERSION" ]; then
+  log "registry: cached ($BIN/registry)"
+elif [ "$(registry_version "$CACHE/cluster/bin/registry-$REGISTRY_VERSION/registry")" = "$REGISTRY_VERSION" ]; then
+  log "registry: the real node's build of $REGISTRY_VERSION"
+  ln -sfn "$CACHE/cluster/bin/registry-$REGISTRY_VERSION/registry" "$TMP/registry"
+  mv -fT "$TMP/registry" "$BIN/registry"
+elif command -v go >/dev/null; then
+  log "registry: building $REGISTRY_VERSION"
+  GOBIN="$TMP" GOFLAGS=-trimpath go install -ldflags "-s -w" \
+    "github.com/distribution/distribution/v3/cmd/registry@$REGISTRY_VERSION" >&2 || die "registry: go install failed"
+  mv -f "$TMP/registry" "$BIN/registry"
+else
+  log "registry: no Go toolchain, not built (the OCI round trip skips here and fails in CI)"
+fi
+
 # k8s-yaml-json reads rendered manifests as helm and kubectl do (tools/k8s-yaml-json, Go, its module
 # versions pinned in go.sum), for cs_cluster's parse; rebuilt whenever its source changes.
 TOOLS=$(cd "$(dirname "$0")/../tools/k8s-yaml-json" && pwd)
