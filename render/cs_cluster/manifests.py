@@ -7,6 +7,10 @@ JSON document per line. Reading its output is about 5x faster than PyYAML's liby
 of manifests at 1000 models: ~0.5 s against ~2.1 s, benchmarks/README.md), and the objects are
 what the API server will get, YAML 1.1 quirks included (`0400` is 256, `yes` is true), where
 PyYAML differs in corners (`1e3` is a float to Kubernetes, a string to PyYAML).
+
+Where the helper is not built (the package installed with pip on a machine without Go), the
+documents are read with PyYAML's libyaml loader instead: slower, and different only in those
+corners, rather than no `cs-cluster template` at all.
 """
 
 from __future__ import annotations
@@ -26,16 +30,31 @@ from .helm import cache_dir
 READER = "k8s-yaml-json"
 
 
-def find_reader() -> str:
-    """The helper: CS_K8S_YAML_JSON, else k8s-yaml-json on PATH, else the one ci/install-tools.sh caches.
+def find_reader() -> str | None:
+    """The helper: CS_K8S_YAML_JSON, else k8s-yaml-json on PATH, else the one ci/install-tools.sh
+    caches; None when there is none (PyYAML reads the documents then).
 
-    Raises ToolError naming how to build it when none is found.
+    Raises ToolError when CS_K8S_YAML_JSON names a file that is not an executable.
     """
-    for candidate in (os.environ.get("CS_K8S_YAML_JSON"), shutil.which(READER), str(cache_dir() / "bin" / READER)):
+    named = os.environ.get("CS_K8S_YAML_JSON")
+    if named:
+        if not os.access(named, os.X_OK):
+            raise ToolError(f"CS_K8S_YAML_JSON={named} is not an executable {READER}")
+        return named
+    for candidate in (shutil.which(READER), str(cache_dir() / "bin" / READER)):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
-    raise ToolError(f"{READER} not found: run ci/install-tools.sh (it builds tools/{READER} with Go), "
-                    f"or set CS_K8S_YAML_JSON")
+    return None
+
+
+def _iter_with_pyyaml(manifests: str) -> Iterator[Any]:
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        yield from yaml.load_all(manifests, Loader=loader)
+    except yaml.YAMLError as error:
+        raise ManifestError(f"the rendered manifests are not valid YAML: {' '.join(str(error).split())}") from None
 
 
 def _feed(stream: IO[bytes], data: bytes) -> None:
@@ -61,6 +80,9 @@ def iter_documents(manifests: str) -> Iterator[Any]:
     that stops early stops the helper too. The errors are read_documents'; invalid YAML is raised
     once every document before it was yielded."""
     reader = find_reader()
+    if reader is None:
+        yield from _iter_with_pyyaml(manifests)
+        return
     try:
         process = subprocess.Popen([reader], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE)
