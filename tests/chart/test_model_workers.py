@@ -309,3 +309,22 @@ def test_worker_probes_read_the_heartbeat_file_the_worker_writes(cluster_type: s
             argv = [sys.executable if word == "python" else remapped(word, mounts) for word in command]
             after = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
             assert after.returncode == 0, (component, kind, after.stderr)
+
+
+@pytest.mark.parametrize(("cluster_type", "component"), [("celery", "model-sim"), ("dask", "dask-worker")])
+def test_replicas_zero_renders_zero(cluster_type: str, component: str) -> None:
+    """A model scaled to nothing stays at nothing: 0 is a count, not a missing value."""
+    chart = render_chart(values_with(model("a", "b", cluster_type, replicas=0)))
+    assert chart.one("Deployment", component=component, model="a-b")["spec"]["replicas"] == 0
+
+
+@pytest.mark.parametrize("owner", ["0123", "1e3", "0x1F", "yes"])
+def test_a_model_key_that_reads_as_a_number_stays_text(owner: str) -> None:
+    """The model's key reaches the runtime as the characters of its slug (its Redis key prefix,
+    its queues), never as the number YAML would read it as."""
+    from cs_cluster.names import model_slug
+
+    key = model_slug(owner, owner).replace("-", "_")
+    chart = render_chart(values_with(model(owner, owner)))
+    worker = chart.one("Deployment", component="model-sim", model=key.replace("_", "-"))
+    assert env_of(worker)["CS_REDIS_KEY_PREFIX"] == f"{key}:"

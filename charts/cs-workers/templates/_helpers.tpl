@@ -210,19 +210,21 @@ through this, so merging rules live in one place:
 {{- if eq (include "cs-workers.text" $image.tag) "" -}}
 {{- fail (printf "models.%s.image.tag is empty: every model needs an image tag" $slug) -}}
 {{- end -}}
-key: {{ $key }}
-slug: {{ $slug }}
+{{- /* Text is quoted: this block is read back as YAML, where a key like 0123_0123 would be a number. */}}
+key: {{ $key | quote }}
+slug: {{ $slug | quote }}
 owner: {{ $model.owner | quote }}
 title: {{ $model.title | quote }}
-clusterType: {{ $model.clusterType }}
+clusterType: {{ $model.clusterType | quote }}
 isDask: {{ $isDask }}
-replicas: {{ $model.replicas | default 1 }}
+{{- /* `default` would turn a 0 the user wrote into 1. */}}
+replicas: {{ if kindIs "invalid" $model.replicas }}1{{ else }}{{ $model.replicas }}{{ end }}
 simTimeLimit: {{ $model.simTimeLimit | default $defaults.simTimeLimit }}
 inputsTimeLimit: {{ $defaults.inputsTimeLimit }}
 image: {{ printf "%s:%s" $repository (include "cs-workers.text" $image.tag) | quote }}
 imagePullPolicy: {{ $image.pullPolicy | default $root.Values.modelImages.pullPolicy }}
-inputsQueue: {{ printf "%s_inputs_queue" $key }}
-simQueue: {{ printf "%s_queue" $key }}
+inputsQueue: {{ printf "%s_inputs_queue" $key | quote }}
+simQueue: {{ printf "%s_queue" $key | quote }}
 io:
   {{- toYaml $io | nindent 2 }}
 sim:

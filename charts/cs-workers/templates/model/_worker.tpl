@@ -35,7 +35,7 @@ metadata:
     {{- include "cs-workers.labels" $labelArgs | nindent 4 }}
 spec:
   {{- /* A Dask model's `replicas` are its Dask workers; its sim driver is one pod unless sim.replicas says. */}}
-  replicas: {{ if $isIo }}{{ $settings.replicas }}{{ else if $resolved.isDask }}{{ $settings.replicas | default 1 }}{{ else }}{{ $resolved.replicas }}{{ end }}
+  replicas: {{ if $isIo }}{{ $settings.replicas }}{{ else if $resolved.isDask }}{{ if kindIs "invalid" $settings.replicas }}1{{ else }}{{ $settings.replicas }}{{ end }}{{ else }}{{ $resolved.replicas }}{{ end }}
   selector:
     matchLabels:
       {{- include "cs-workers.selectorLabels" $labelArgs | nindent 6 }}
