@@ -135,6 +135,42 @@ else
   log "registry: no Go toolchain, not built (the OCI round trip skips here and fails in CI)"
 fi
 
+# The chart's linters (tests/chart/test_linters.py), pinned, from the Go module proxy: kubeconform
+# (strict, against kubernetes-validate's schemas), kube-score, and chart-testing's `ct lint` (with
+# yamllint and yamale from PyPI, in .venv). ct's `go install` is refused (the proxy lists no
+# versions of chart-testing/v3), so a throwaway module that requires it builds it. About 30 s the
+# first time with the module cache warm, 2-3 minutes on a fresh machine.
+go_tool() {  # go_tool NAME VERSION PACKAGE [MODULE]: build PACKAGE@VERSION into $BIN/NAME once per version
+  local name=$1 version=$2 package=$3 module=${4:-}
+  if [ -x "$BIN/$name" ] && [ "$(cat "$BIN/$name.version" 2>/dev/null)" = "$version" ]; then
+    log "$name: cached ($BIN/$name $version)"
+    return 0
+  fi
+  command -v go >/dev/null || { log "$name: no Go toolchain, not built (the linter tests skip here and fail in CI)"; return 0; }
+  log "$name: building $version"
+  if [ -z "$module" ]; then
+    GOBIN="$TMP" GOFLAGS=-trimpath go install -ldflags "-s -w" "$package@$version" >&2 || die "$name: go install failed"
+  else
+    mkdir -p "$TMP/$name-module"
+    printf 'module cs-workers.local/tools/%s\n\ngo 1.24.0\n\nrequire %s %s\n' "$name" "$module" "$version" \
+      >"$TMP/$name-module/go.mod"
+    (cd "$TMP/$name-module" && GOFLAGS="-mod=mod -trimpath" go build -ldflags "-s -w" -o "$TMP/$name" "$package") >&2 ||
+      die "$name: go build failed"
+  fi
+  mv -f "$TMP/$name" "$BIN/$name"
+  echo "$version" >"$BIN/$name.version"
+}
+go_tool kubeconform v0.7.0 github.com/yannh/kubeconform/cmd/kubeconform
+go_tool kube-score v1.20.0 github.com/zegl/kube-score/cmd/kube-score
+go_tool ct v3.14.0 github.com/helm/chart-testing/v3/ct github.com/helm/chart-testing/v3
+# ct's own Chart.yaml schema and yamllint rules, from the same module.
+if [ -x "$BIN/ct" ] && [ "$(cat "$BIN/ct-etc/version" 2>/dev/null)" != "$(cat "$BIN/ct.version")" ]; then
+  ct_dir=$(go mod download -json "github.com/helm/chart-testing/v3@$(cat "$BIN/ct.version")" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])') || die "ct: cannot find its module"
+  mkdir -p "$BIN/ct-etc" && cp "$ct_dir/etc/chart_schema.yaml" "$ct_dir/etc/lintconf.yaml" "$BIN/ct-etc/"
+  chmod u+w "$BIN/ct-etc/"* && cat "$BIN/ct.version" >"$BIN/ct-etc/version"
+fi
+
 # k8s-yaml-json reads rendered manifests as helm and kubectl do (tools/k8s-yaml-json, Go, its module
 # versions pinned in go.sum), for cs_cluster's parse; rebuilt whenever its source changes.
 TOOLS=$(cd "$(dirname "$0")/../tools/k8s-yaml-json" && pwd)

@@ -53,7 +53,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         deadline = time.monotonic() + 30
         while True:
             try:
-                with urllib.request.urlopen(f"http://{address}/v2/", timeout=2) as answer:  # noqa: S310 (loopback)
+                with urllib.request.urlopen(f"http://{address}/v2/", timeout=2) as answer:
                     assert answer.status == 200
                 break
             except OSError:
