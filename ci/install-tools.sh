@@ -171,6 +171,13 @@ if [ -x "$BIN/ct" ] && [ "$(cat "$BIN/ct-etc/version" 2>/dev/null)" != "$(cat "$
   chmod u+w "$BIN/ct-etc/"* && cat "$BIN/ct.version" >"$BIN/ct-etc/version"
 fi
 
+# The CRDs cs_cluster/crd-schemas/ is made from (cs_cluster.crdschemas.CRD_SOURCES), in Go's module
+# cache, so that tests/chart/test_crd_schemas.py can check the kept schemas offline (a few MB).
+if command -v go >/dev/null; then
+  go mod download sigs.k8s.io/gateway-api@v1.6.3 github.com/prometheus-operator/prometheus-operator@v0.88.0 >&2 ||
+    die "go mod download of the CRDs' modules failed"
+fi
+
 # k8s-yaml-json reads rendered manifests as helm and kubectl do (tools/k8s-yaml-json, Go, its module
 # versions pinned in go.sum), for cs_cluster's parse; rebuilt whenever its source changes.
 TOOLS=$(cd "$(dirname "$0")/../tools/k8s-yaml-json" && pwd)

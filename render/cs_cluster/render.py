@@ -109,13 +109,20 @@ def _definitions(version: str) -> Any:
 
 
 def _kind_schema(kind: str, api_version: str, version: str) -> Any:
-    """The strict schema of one kind; FileNotFoundError when the version has none for it."""
+    """The strict schema of one kind; FileNotFoundError when the version has none for it. A custom
+    resource the chart can render (an HTTPRoute, a ServiceMonitor) has the schema cs_cluster.crdschemas
+    keeps, made from its CRD, for every Kubernetes version."""
     from kubernetes_validate import utils
 
     group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
-    return utils.schema_contents(
-        f"kubernetes-json-schema/v{version}-local-strict/{kind.lower()}-{group_version}.json", version
-    )
+    try:
+        return utils.schema_contents(
+            f"kubernetes-json-schema/v{version}-local-strict/{kind.lower()}-{group_version}.json", version
+        )
+    except FileNotFoundError:
+        from .crdschemas import schema_for
+
+        return schema_for(kind, api_version)
 
 
 @functools.cache

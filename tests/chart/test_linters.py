@@ -16,7 +16,7 @@ import pytest
 import yaml
 from helpers import CHART, REPO, skip_or_fail
 
-from cs_cluster import render_chart
+from cs_cluster import crdschemas, render_chart
 from cs_cluster.helm import cache_dir, find_helm
 from cs_cluster.render import DEFAULT_KUBERNETES_VERSIONS, parse_manifests
 
@@ -106,7 +106,8 @@ def local_references(node: Any) -> Any:
 def kubeconform_schemas(directory: Path, objects: list[dict[str, Any]], versions: list[str]) -> str:
     """kubernetes-validate's strict schemas (the ones the render harness uses) in kubeconform's
     layout: their references point at a shared definitions file by its URL, which kubeconform
-    cannot follow offline, so each kind's file gets the definitions it needs in itself."""
+    cannot follow offline, so each kind's file gets the definitions it needs in itself. A custom
+    resource (HTTPRoute) gets the schema cs_cluster.crdschemas made from its CRD."""
     import kubernetes_validate
 
     source = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
@@ -118,7 +119,10 @@ def kubeconform_schemas(directory: Path, objects: list[dict[str, Any]], versions
         for kind, api_version in {(o["kind"], o["apiVersion"]) for o in objects}:
             group, _, api = api_version.rpartition("/")
             name = f"{kind.lower()}{'-' + group.split('.')[0] if group else ''}-{api}.json"
-            schema = json.loads((base / name).read_text())
+            try:
+                schema = json.loads((base / name).read_text())
+            except FileNotFoundError:  # a custom resource: the schema the render harness uses too
+                schema = crdschemas.schema_for(kind, api_version)
             needed: set[str] = set()
             pending = list(references(schema))
             while pending:
