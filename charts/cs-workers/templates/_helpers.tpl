@@ -19,7 +19,10 @@ them unique and stable across renders.
 {{- end -}}
 
 {{- define "cs-workers.redis.fullname" -}}{{ include "cs-workers.objectName" (list . "redis") }}{{- end -}}
-{{- define "cs-workers.redis.usersSecretName" -}}{{ include "cs-workers.objectName" (list . "redis-users") }}{{- end -}}
+{{- define "cs-workers.redis.usersSecretChartName" -}}{{ include "cs-workers.objectName" (list . "redis-users") }}{{- end -}}
+{{- define "cs-workers.redis.usersSecretName" -}}
+{{- .Values.redis.auth.modelUsersExistingSecret | default (include "cs-workers.redis.usersSecretChartName" .) -}}
+{{- end -}}
 {{- define "cs-workers.redis.configName" -}}{{ include "cs-workers.objectName" (list . "redis-config") }}{{- end -}}
 {{- define "cs-workers.redis.secretName" -}}
 {{- .Values.redis.auth.existingSecret | default (include "cs-workers.objectName" (list . "redis")) -}}
