@@ -15,6 +15,7 @@ from .cluster import Cluster
 from .errors import CapacityError, ConfigError, CsClusterError, UsageError
 from .render import check_kubernetes_versions, prepare_validation, validated_render
 from .schema import stale_files, write_generated
+from .status import ClusterStatus
 from .values import dump_values, secrets_path_for, write_private_file
 
 
@@ -149,6 +150,37 @@ def command_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_status(status: ClusterStatus, output: str) -> int:
+    if output == "json":
+        print(json.dumps(status.as_json(), indent=2))
+    else:
+        print("\n".join(status.lines()))
+    return status.exit_code
+
+
+def command_status(args: argparse.Namespace) -> int:
+    from .status_kube import release_status
+
+    options.check_release(args.release)
+    options.check_namespace(args.namespace)
+    return _print_status(release_status(args.release, args.namespace, models=args.models,
+                                        gateway_timeout=args.gateway_timeout), args.output)
+
+
+def command_local_status(args: argparse.Namespace) -> int:
+    from .status_local import local_status
+
+    return _print_status(local_status(args.port, models=args.models, timeout=args.gateway_timeout), args.output)
+
+
+def _status_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--models", nargs="+", default=[], metavar="NAME",
+                        help="only these models (title or owner/title, exact)")
+    parser.add_argument("--output", choices=["text", "json"], default="text", help="text (default) or json")
+    parser.add_argument("--gateway-timeout", type=options.seconds, default=10.0, metavar="SECONDS",
+                        help="how long to wait for the gateway's answer (default 10)")
+
+
 def command_build(args: argparse.Namespace) -> int:
     cluster = _make_cluster(args, args.previous or "auto", args.values_file)
     cluster.build(dry_run=args.dry_run, push=not args.no_push, runtime_image=args.runtime_image,
@@ -275,6 +307,12 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("--no-wait", action="store_true", help="do not wait for pods to be ready")
     rollback.add_argument("--timeout", default="10m", help="how long helm waits (default 10m)")
     rollback.set_defaults(handler=command_rollback)
+    status = commands.add_parser("status", help="pods ready per model, sims queued and running, the tag running, "
+                                                "the last result, Redis and the gateway; exit 0 healthy, 3 not")
+    status.add_argument("--release", default="cs-workers", help="the Helm release name")
+    status.add_argument("--namespace", default="cs-workers", help="the Kubernetes namespace (default cs-workers)")
+    _status_arguments(status)
+    status.set_defaults(handler=command_status)
     build_parser_ = commands.choices["build"]
     build_parser_.add_argument("--no-push", action="store_true", help="build and tag only")
     build_parser_.add_argument("--runtime-image", help="an existing runtime base image to build models FROM")
@@ -295,6 +333,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--gateway-token", help="the bearer token the gateway requires (default: a generated one)")
     up.add_argument("--chart", type=Path, help="the chart directory (default: the repository's)")
     up.set_defaults(handler=command_local_up)
+    local_status = local_commands.add_parser("status", help="the status of `local up` on this machine "
+                                                           "(as `cs-cluster status`)")
+    local_status.add_argument("--port", type=options.port, default=5050,
+                              help="the gateway's port `local up` was given (default 5050)")
+    _status_arguments(local_status)
+    local_status.set_defaults(handler=command_local_status)
     webserver = local_commands.add_parser("webserver", help="a stand-in webserver that prints the results it gets")
     webserver.add_argument("--host", default="127.0.0.1",
                            help="the address to listen on (default 127.0.0.1; 0.0.0.0 or an address pods "

@@ -48,6 +48,8 @@ class ProcessSpec:
     environment: dict[str, str]
     component: str
     ready: Callable[[], bool] | None = None
+    # The container's readinessProbe, mapped to this machine (cs_cluster.status_local.Probe).
+    probe: dict[str, Any] | None = None
 
 
 @dataclass
@@ -110,6 +112,12 @@ class LocalCluster:
         self.running: list[RunningProcess] = []
         self.service_ports: dict[str, dict[int, int]] = {}
         self.objects: list[dict[str, Any]] = []
+        # What `cs-cluster local status` reads (cs_cluster.status_local): each Deployment and its
+        # processes, the models' names, where Redis is.
+        self.workloads: list[dict[str, Any]] = []
+        self.model_names: dict[str, tuple[str, str]] = {}
+        self.redis_port: int | None = None
+        self.redis_password: str | None = None
 
     # -- rendering into process specs ---------------------------------------------------------------
     def _render(self) -> list[dict[str, Any]]:
@@ -209,19 +217,28 @@ class LocalCluster:
                               field="repo_url")
         return str(code)
 
-    def _process_command(self, command: list[str], component: str, deployment: str, name: str) -> list[str]:
-        """Loopback-only adjustments: bind addresses and ports, and unique Celery node names."""
+    def _process_command(self, command: list[str], component: str, deployment: str, name: str,
+                         ports: dict[int, int]) -> list[str]:
+        """Loopback-only adjustments: bind addresses and ports, and unique Celery node names.
+        `ports` maps the container's ports to this process's loopback ports (filled here)."""
         adjusted = list(command)
         replacements: dict[str, str] = {}
         if component == "gateway":
             replacements["--bind"] = f"127.0.0.1:{self.gateway_port}"
         elif component == "dask-scheduler":
-            ports = self.service_ports[deployment]
-            replacements["--port"] = str(ports[8786])
-            replacements["--dashboard-address"] = f"127.0.0.1:{ports[8787]}"
+            service = self.service_ports[deployment]
+            replacements["--port"] = str(service[8786])
+            replacements["--dashboard-address"] = f"127.0.0.1:{service[8787]}"
+            ports.update(service)
             adjusted += ["--host", "127.0.0.1"]
         elif component == "dask-worker":
-            replacements["--dashboard-address"] = "127.0.0.1:0"
+            # A port of its own (not 0), so that its readiness probe (/health there) can be asked.
+            if "--dashboard-address" in adjusted:
+                rendered = adjusted[adjusted.index("--dashboard-address") + 1].rpartition(":")[2]
+                local_port = free_port()
+                if rendered.isdigit():
+                    ports[int(rendered)] = local_port
+                replacements["--dashboard-address"] = f"127.0.0.1:{local_port}"
             adjusted += ["--host", "127.0.0.1"]
         elif component in ("model-io", "model-sim"):
             # In a cluster %h is the pod's own host name; here all share one host.
@@ -229,10 +246,36 @@ class LocalCluster:
         for flag, value in replacements.items():
             if flag in adjusted:
                 adjusted[adjusted.index(flag) + 1] = value
-        executable = Path(sys.executable).parent / adjusted[0]
-        if executable.exists():
-            adjusted[0] = str(executable)
-        return adjusted
+        return _local_executable(adjusted)
+
+    def _probe(self, container: dict[str, Any], environment: dict[str, str], ports: dict[int, int],
+               secret_names: set[str]) -> dict[str, Any] | None:
+        """The container's readinessProbe as it can be run here: an exec probe's command with the
+        container's environment (less what came from Secrets: a probe file never holds them), an
+        httpGet probe's port mapped to the process's loopback port. None: no probe, or one that
+        cannot be asked here (then a live process counts as ready)."""
+        probe = container.get("readinessProbe") or {}
+        timeout = float(probe.get("timeoutSeconds", 1))
+        if "exec" in probe:
+            command = [expand_references(word, environment) for word in probe["exec"]["command"]]
+            return {"exec": _local_executable(command), "timeout": timeout, "cwd": str(self.state_dir),
+                    "env": {key: value for key, value in environment.items() if key not in secret_names}}
+        if "httpGet" in probe:
+            port = probe["httpGet"]["port"]
+            if not isinstance(port, int):  # a named port: the container's port of that name
+                port = next((p["containerPort"] for p in container.get("ports") or [] if p.get("name") == port), None)
+            if port not in ports:
+                return None
+            return {"http": f"http://127.0.0.1:{ports[port]}{probe['httpGet'].get('path', '/')}", "timeout": timeout}
+        return None
+
+    def _secret_names(self, container: dict[str, Any]) -> set[str]:
+        """The environment variables of a container whose values come from Secrets."""
+        names = {item["name"] for item in container.get("env") or []
+                 if "secretKeyRef" in (item.get("valueFrom") or {})}
+        for source in container.get("envFrom") or []:
+            names.update(self._secret_data((source.get("secretRef") or {}).get("name", "")) or {})
+        return names
 
     def _redis_spec(self) -> ProcessSpec:
         """Redis as its container runs it: the rendered command and environment, each volume mount
@@ -276,14 +319,18 @@ class LocalCluster:
         environment = {key: os.environ[key] for key in _INHERITED_ENVIRONMENT if key in os.environ}
         environment.update(self._container_environment(container, "redis"), REDIS_PORT=str(port))
         command = [mapped(word) for word in container["command"]]
+        self.redis_port, self.redis_password = port, environment.get("REDIS_PASSWORD")
+        self.workloads.append(_workload(deployment, container, ["redis"]))
         return ProcessSpec("redis", command, environment, "redis", ready=lambda: port_is_open(port))
 
     def process_specs(self) -> list[ProcessSpec]:
         """Every process, in start order: Redis, Dask schedulers, Dask workers, Celery workers, gateway."""
         self.objects = self._render()
         self._allocate_service_ports()
+        self.workloads = []
         routes_map = self._find("ConfigMap", "gateway")[0]
         routes = json.loads(routes_map["data"]["routes.json"])
+        self.model_names = {slug: (entry["owner"], entry["title"]) for slug, entry in routes["models"].items()}
         for entry in routes["models"].values():
             if entry.get("daskSchedulerAddress"):
                 entry["daskSchedulerAddress"] = self._map_address(entry["daskSchedulerAddress"])
@@ -300,7 +347,9 @@ class LocalCluster:
                 pod = deployment["spec"]["template"]["spec"]
                 container = pod["containers"][0]
                 code_path = self._model_code_path(labels)
-                for replica in range(int(deployment["spec"].get("replicas", 1))):
+                replicas = int(deployment["spec"].get("replicas", 1))
+                self.workloads.append(_workload(deployment, container, [f"{name}-{r}" for r in range(replicas)]))
+                for replica in range(replicas):
                     pod_name = f"{name}-{replica}"
                     environment = self._container_environment(container, pod_name)
                     if "CS_HEARTBEAT_FILE" in environment:
@@ -316,8 +365,14 @@ class LocalCluster:
                     base["PYTHONUNBUFFERED"] = "1"
                     full_environment = {**base, **environment}
                     command = [expand_references(word, full_environment) for word in container["command"]]
-                    specs.append(ProcessSpec(pod_name, self._process_command(command, component, name, pod_name),
-                                             full_environment, component, ready=self._ready_check(component, name)))
+                    ports: dict[int, int] = {}
+                    if component == "gateway":
+                        ports = {int(p["containerPort"]): self.gateway_port for p in container.get("ports") or []
+                                 if p.get("name") == "http"}
+                    command = self._process_command(command, component, name, pod_name, ports)
+                    probe = self._probe(container, full_environment, ports, self._secret_names(container))
+                    specs.append(ProcessSpec(pod_name, command, full_environment, component,
+                                             ready=self._ready_check(component, name), probe=probe))
         return specs
 
     def _ready_check(self, component: str, deployment: str) -> Callable[[], bool] | None:
@@ -356,9 +411,26 @@ class LocalCluster:
                 self.running.append(RunningProcess(spec, process, log_path))
                 if spec.ready:
                     self._wait(spec, process, log_path, timeout)
+            self._write_state()
         except BaseException:
             self.stop()
             raise
+
+    def _write_state(self) -> None:
+        """What `cs-cluster local status --port PORT` reads: a private file (cs_cluster.status_local)."""
+        from .status_local import write_state
+
+        processes = {running.spec.name: running for running in self.running}
+        write_state(self.gateway_port, {
+            "supervisor_pid": os.getpid(),
+            "state_dir": str(self.state_dir),
+            "gateway": {"url": f"http://127.0.0.1:{self.gateway_port}", "token": self.gateway_token},
+            "redis": {"port": self.redis_port, "password": self.redis_password},
+            "models": {slug: list(name) for slug, name in self.model_names.items()},
+            "workloads": [{**workload, "processes": [
+                {"name": name, "pid": processes[name].process.pid, "probe": processes[name].spec.probe}
+                for name in workload["processes"] if name in processes]} for workload in self.workloads],
+        })
 
     def _wait(self, spec: ProcessSpec, process: subprocess.Popen[bytes], log_path: Path, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -400,12 +472,17 @@ class LocalCluster:
             process = subprocess.Popen(old.spec.command, env=old.spec.environment, stdout=log_file,
                                        stderr=subprocess.STDOUT, start_new_session=True, cwd=self.state_dir)
         self.running[index] = RunningProcess(old.spec, process, old.log_path)
+        self._write_state()
         if old.spec.ready:
             self._wait(old.spec, process, old.log_path, timeout)
         return self.running[index]
 
     def stop(self, grace: float = 15) -> None:
         """SIGTERM every process group (workers finish or requeue), then SIGKILL what is left."""
+        if self.running:
+            from .status_local import remove_state
+
+            remove_state(self.gateway_port, os.getpid())
         for running in reversed(self.running):
             _signal_group(running.process, signal.SIGTERM)
         deadline = time.monotonic() + grace
@@ -426,6 +503,23 @@ class LocalCluster:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def _local_executable(command: list[str]) -> list[str]:
+    """A container's command with its program taken from this Python's environment when it is
+    there (celery, gunicorn, python, dask: what the image would have on its PATH)."""
+    executable = Path(sys.executable).parent / command[0]
+    return [str(executable), *command[1:]] if command and executable.exists() else list(command)
+
+
+def _workload(deployment: dict[str, Any], container: dict[str, Any], processes: list[str]) -> dict[str, Any]:
+    """A Deployment as `local status` reports it: its labels, the replicas it wants, the image the
+    chart renders for it (local mode runs the model's code from its directory, under that tag)."""
+    labels = deployment["metadata"].get("labels") or {}
+    return {"kind": deployment["kind"], "name": deployment["metadata"]["name"],
+            "component": labels.get("app.kubernetes.io/component"), "model": labels.get("compute.studio/model"),
+            "replicas": int(deployment["spec"].get("replicas", 1)), "image": container.get("image", ""),
+            "processes": processes}
 
 
 def _signal_group(process: subprocess.Popen[bytes], number: int) -> None:

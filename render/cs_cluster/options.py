@@ -31,6 +31,17 @@ def port(text: str) -> int:
     return number
 
 
+def seconds(text: str) -> float:
+    """argparse type of a timeout in seconds: a positive number."""
+    try:
+        number = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < number < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
+    return number
+
+
 def check_release(name: str) -> None:
     if len(name) > MAX_RELEASE_LENGTH or not _RELEASE.match(name):
         raise UsageError(f"--release {name!r} is not a valid Helm release name (lowercase letters, digits, - and ., "

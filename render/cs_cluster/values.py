@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import yaml
 
@@ -46,18 +46,34 @@ def check_image_settings(tag: str, project: str, registry: str) -> None:
         raise UsageError(f"--registry {registry!r} is not a valid registry host")
 
 
-def select_models(models: Sequence[ModelConfig], names: Sequence[str]) -> list[ModelConfig]:
-    """The models named by title or owner/title, matched exactly (C/S matched substrings)."""
-    selected: list[ModelConfig] = []
+class Named(Protocol):
+    """What --models matches on: a model's title and its owner/title."""
+
+    @property
+    def title(self) -> str | None: ...
+
+    @property
+    def name(self) -> str: ...
+
+
+NamedT = TypeVar("NamedT", bound=Named)
+
+
+def select_models(models: Sequence[NamedT], names: Sequence[str], where: str = "the config") -> list[NamedT]:
+    """The models named by title or owner/title, matched exactly (C/S matched substrings).
+
+    Raises UsageError for a name that matches none (with the nearest spelling) or several.
+    """
+    selected: list[NamedT] = []
     for name in names:
         matches = [m for m in models if name in (m.title, m.name)]
         if not matches:
             known = [m.name for m in models]
             # Case-insensitive suggestions: 'og-usa' should point at 'OG-USA'.
-            spellings = {candidate.lower(): candidate for candidate in known + [m.title for m in models]}
+            spellings = {candidate.lower(): candidate for candidate in known + [m.title for m in models if m.title]}
             close = difflib.get_close_matches(name.lower(), list(spellings), n=1)
-            hint = f"did you mean '{spellings[close[0]]}'?" if close else "models in the config: " + ", ".join(known)
-            raise UsageError(f"--models {name!r} matches no model in the config ({hint})")
+            hint = f"did you mean '{spellings[close[0]]}'?" if close else f"models in {where}: " + ", ".join(known)
+            raise UsageError(f"--models {name!r} matches no model in {where} ({hint})")
         if len(matches) > 1:
             raise UsageError(
                 f"--models {name!r} matches {', '.join(m.name for m in matches)}; write owner/title"
