@@ -18,7 +18,7 @@ from helpers import CHART, cs_cluster, write_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cs_cluster import ManifestError, RenderedChart, ToolError, helm
+from cs_cluster import ManifestError, RenderedChart, helm
 from cs_cluster.manifests import read_documents
 from cs_cluster.render import _compiled_validator, _schema_version, _validator, parse_manifests
 
@@ -91,14 +91,6 @@ def test_manifests_are_read_as_kubernetes_reads_yaml() -> None:
 def test_yaml_that_is_not_valid_is_one_clear_error() -> None:
     with pytest.raises(ManifestError, match=r"not valid YAML: document 2: .*line 1"):
         read_documents("kind: A\n---\nkind: [B\n")
-
-
-def test_without_the_reader_the_error_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("CS_K8S_YAML_JSON", "")
-    monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setenv("CS_WORKERS_CACHE", str(tmp_path))
-    with pytest.raises(ToolError, match=r"k8s-yaml-json not found: run ci/install-tools\.sh"):
-        read_documents("kind: A\n")
 
 
 @pytest.mark.slow

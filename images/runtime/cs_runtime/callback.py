@@ -17,11 +17,14 @@ from typing import Literal
 import requests
 
 from cs_runtime.envelope import Envelope
+from cs_runtime.metrics import PUSH_FAILURES, PUSH_RETRIES
 from cs_runtime.settings import CallbackPolicy
 
 log = logging.getLogger(__name__)
 
 ResultKind = Literal["inputs", "outputs"]
+# The task whose result goes to each endpoint (the metrics' `kind`).
+TASK_OF_RESULT = {"inputs": "inputs_parse", "outputs": "sim"}
 
 # Worth another attempt: the webserver is restarting, overloaded or behind a proxy that has
 # no backend yet. Any other error (401 bad token, 400 bad payload) will not heal by waiting.
@@ -36,6 +39,8 @@ class ResultPoster:
     token: str = field(repr=False)
     policy: CallbackPolicy = field(default_factory=CallbackPolicy)
     sleep: Callable[[float], None] = time.sleep
+    # The model's slug, for the metrics.
+    model: str = ""
 
     def url(self, kind: ResultKind) -> str:
         return f"{self.comp_url.rstrip('/')}/{kind}/api/"
@@ -45,7 +50,10 @@ class ResultPoster:
         url = self.url(kind)
         job_id = envelope.get("job_id")
         headers = {"Authorization": f"Token {self.token}"}
+        labels = (self.model, TASK_OF_RESULT[kind])
         for attempt in range(1, self.policy.attempts + 1):
+            if attempt > 1:
+                PUSH_RETRIES.labels(*labels).inc()
             try:
                 self.sleep(self.policy.delay_before(attempt))
                 response = requests.put(
@@ -62,6 +70,7 @@ class ResultPoster:
                 problem = f"HTTP {response.status_code}"
                 if response.status_code not in RETRYABLE_STATUS:
                     log.error("job %s: webserver refused the result at %s: %s", job_id, url, problem)
+                    PUSH_FAILURES.labels(*labels).inc()
                     return False
             log.warning(
                 "job %s: PUT to %s failed (attempt %d of %d): %s",
@@ -71,6 +80,7 @@ class ResultPoster:
                 self.policy.attempts,
                 problem,
             )
+        PUSH_FAILURES.labels(*labels).inc()
         log.error(
             "job %s: gave up delivering the result to %s; it stays in the result backend (gateway GET .../get/%s)",
             job_id,

@@ -7,16 +7,17 @@ One app serves both roles: it registers the four tasks under the contract's name
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
 
-from celery import Celery  # type: ignore[import-untyped]
+from celery import Celery, signals  # type: ignore[import-untyped]
 from celery.worker import state as worker_state  # type: ignore[import-untyped]
 from celery.worker.request import Request  # type: ignore[import-untyped]
 
-from cs_runtime import tasks
-from cs_runtime.callback import ResultKind, ResultPoster
+from cs_runtime import metrics, tasks
+from cs_runtime.callback import TASK_OF_RESULT, ResultKind, ResultPoster
 from cs_runtime.deliveries import DeliveryCounter
 from cs_runtime.envelope import Envelope, failure_envelope
 from cs_runtime.heartbeat import heartbeat_step
@@ -94,7 +95,8 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
     }
 
 
-def delivering_request(kind: ResultKind, deliver: Callable[[ResultKind, Envelope], object]) -> type[Any]:
+def delivering_request(kind: ResultKind, deliver: Callable[[ResultKind, Envelope], object],
+                       model: str = "") -> type[Any]:
     """Celery's Request class for parse and sim: when the task is killed at its hard time limit,
     the webserver still hears FAIL.
 
@@ -111,6 +113,8 @@ def delivering_request(kind: ResultKind, deliver: Callable[[ResultKind, Envelope
             # Celery itself records nothing during a cold shutdown; neither do we.
             if soft or worker_state.should_terminate:
                 return
+            # The killed pool process could not count it: counted here, in the main process.
+            metrics.FINISHED.labels(model, TASK_OF_RESULT[kind], "FAIL").inc()
             envelope = failure_envelope(
                 f"TimeLimitExceeded: the job was still running {timeout:g} s after it started (its hard "
                 "time limit: the time limit plus a grace period) and its worker process was killed",
@@ -119,6 +123,18 @@ def delivering_request(kind: ResultKind, deliver: Callable[[ResultKind, Envelope
             threading.Thread(target=deliver, args=(kind, envelope), name=f"deliver-fail-{self.id}").start()
 
     return DeliveringRequest
+
+
+def serve_metrics(port: int | None) -> None:
+    """With CS_METRICS_PORT, the worker's main process serves /metrics for itself and its pool
+    processes (prometheus_client's multiprocess mode, metrics.py); a pool process killed at its
+    hard time limit leaves a running gauge behind, which its successor drops."""
+    if port is None:
+        return
+    metrics.clear_multiprocess_directory()
+    signals.worker_init.connect(lambda **_: metrics.serve(port), weak=False)
+    signals.worker_process_init.connect(lambda **_: metrics.forget_dead_processes(), weak=False)
+    signals.worker_process_shutdown.connect(lambda **_: metrics.process_exited(os.getpid()), weak=False)
 
 
 def create_worker_app(settings: WorkerSettings, functions: ModelFunctions | None = None) -> Any:
@@ -139,7 +155,7 @@ def create_worker_app(settings: WorkerSettings, functions: ModelFunctions | None
     else:
         functions = isolated(functions)
     poster = (
-        ResultPoster(settings.comp_url, settings.comp_api_token, settings.callback)
+        ResultPoster(settings.comp_url, settings.comp_api_token, settings.callback, model=names.slug)
         if settings.comp_url and settings.comp_api_token
         else None
     )
@@ -163,11 +179,18 @@ def create_worker_app(settings: WorkerSettings, functions: ModelFunctions | None
             poster.put(kind, envelope)
         return envelope
 
+    def counted(kind: str, work: Callable[[], Envelope]) -> Envelope:
+        """A task's work, counted in the metrics: running, then finished by status, and its duration."""
+        with metrics.job(names.slug, kind) as finished:
+            envelope = work()
+            finished(str(envelope.get("status")))
+            return envelope
+
     def inputs_get(meta_param_dict: object) -> Envelope:
-        return tasks.inputs_get(functions, meta_param_dict)
+        return counted("inputs_get", lambda: tasks.inputs_get(functions, meta_param_dict))
 
     def inputs_version() -> Envelope:
-        return tasks.inputs_version(functions)
+        return counted("inputs_version", lambda: tasks.inputs_version(functions))
 
     count_seconds = visibility_timeout(settings) * (settings.max_deliveries + 2)
     deliveries = DeliveryCounter(
@@ -176,14 +199,14 @@ def create_worker_app(settings: WorkerSettings, functions: ModelFunctions | None
     )
 
     def inputs_parse(job_id: str, meta_param_dict: object, adjustment: object, errors_warnings: object) -> Envelope:
-        envelope = deliveries.refusal(job_id) or tasks.inputs_parse(
+        return counted("inputs_parse", lambda: deliver("inputs", deliveries.refusal(job_id) or tasks.inputs_parse(
             functions, job_id, meta_param_dict, adjustment, errors_warnings
-        )
-        return deliver("inputs", envelope)
+        )))
 
     def sim(job_id: str, meta_param_dict: object, adjustment: object) -> Envelope:
-        envelope = deliveries.refusal(job_id) or tasks.sim(functions, run_model, job_id, meta_param_dict, adjustment)
-        return deliver("outputs", envelope)
+        return counted("sim", lambda: deliver("outputs", deliveries.refusal(job_id) or tasks.sim(
+            functions, run_model, job_id, meta_param_dict, adjustment
+        )))
 
     app = Celery(f"{names.key}_tasks", broker=settings.redis_url, backend=settings.redis_url)
     app.conf.update(celery_config(settings))
@@ -193,10 +216,12 @@ def create_worker_app(settings: WorkerSettings, functions: ModelFunctions | None
     app.task(name=names.task("inputs_get"), shared=False, **answer_limits)(inputs_get)
     app.task(name=names.task("inputs_version"), shared=False, **answer_limits)(inputs_version)
     parse_limits = time_limits(settings.inputs_time_limit, settings)
-    parse_request = delivering_request("inputs", deliver)
+    parse_request = delivering_request("inputs", deliver, names.slug)
     app.task(name=names.task("inputs_parse"), shared=False, Request=parse_request, **parse_limits)(inputs_parse)
     sim_limits = time_limits(settings.sim_time_limit, settings)
-    app.task(name=names.task("sim"), shared=False, Request=delivering_request("outputs", deliver), **sim_limits)(sim)
+    app.task(name=names.task("sim"), shared=False, Request=delivering_request("outputs", deliver, names.slug),
+             **sim_limits)(sim)
+    serve_metrics(metrics.metrics_port())
     if settings.heartbeat_file is not None:
         app.steps["worker"].add(
             heartbeat_step(settings.heartbeat_file, settings.heartbeat_interval_seconds, settings.redis_url)
