@@ -335,9 +335,12 @@ def route_entry(
     dask_scheduler_address: str | None = None,
     sim_time_limit: float = 60,
     inputs_time_limit: float = 10,
+    redis_key_prefix: str = "",
 ) -> dict[str, Any]:
     """One `models` entry of routes.json in the contract's format."""
+    prefix = {"redisKeyPrefix": redis_key_prefix} if redis_key_prefix else {}
     return {
+        **prefix,
         "owner": names.owner,
         "title": names.title,
         "clusterType": cluster_type,

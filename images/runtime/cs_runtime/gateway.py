@@ -11,6 +11,8 @@ had them (trailing slashes optional, repeated slashes read as one):
                                                              -> {job_id, qlength} at once
 - GET  /<owner>/<title>/query/<job_id>                       -> {job_id, ready, status}
 - GET  /<owner>/<title>/get/<job_id>                         -> envelope, or 202 while pending
+- GET  /<owner>/<title>/load      -> the model's jobs queued and running, its last result (load.py)
+- GET  /load                      -> {"models": [the same, for every model]}
 
 Every error is a JSON object `{"error": message}`: 400 for a malformed body, 401 without
 the gateway token (when CS_GATEWAY_TOKEN is set), 404 for an unknown model or a job id not handed
@@ -42,7 +44,9 @@ from cs_runtime.errors import (
     UnknownJobError,
     UnknownModelError,
 )
-from cs_runtime.jobs import JobClient
+from cs_runtime.jobs import REDIS_DOWN, JobClient, broker_error
+from cs_runtime.load import model_load, models_load
+from cs_runtime.metrics import SUBMITTED
 from cs_runtime.names import TaskKind
 from cs_runtime.routing import Route, RoutingTable
 from cs_runtime.settings import GatewaySettings
@@ -121,6 +125,14 @@ def collapse_repeated_slashes(app: Flask) -> None:
     app.wsgi_app = wsgi_app  # type: ignore[method-assign]
 
 
+def read_load(read: Callable[[], Any]) -> Any:
+    """What `read` reads from Redis (a ModelLoad or a list of them); 503 when Redis is away."""
+    try:
+        return read()
+    except REDIS_DOWN as exc:
+        raise broker_error(exc) from None
+
+
 def create_app(settings: GatewaySettings | None = None) -> Flask:
     """The gateway app; with no settings, they are read from the environment."""
     settings = settings or GatewaySettings.from_env()
@@ -188,6 +200,7 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
         route = routes.lookup(owner, title)
         body = read_json_body()
         meta_param_dict = {} if body is None else json_object(body, "meta_param_dict (the body)")
+        SUBMITTED.labels(route.slug, "inputs_get").inc()
         return jsonify(jobs.run_and_wait(route.tasks["inputs_get"], route.inputs_queue, [meta_param_dict],
                                          wait_bound(route), route.redis_key_prefix))
 
@@ -196,12 +209,14 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
         body = read_json_body()
         if body is not None:
             json_object(body, "request body")
+        SUBMITTED.labels(route.slug, "inputs_version").inc()
         return jsonify(jobs.run_and_wait(route.tasks["inputs_version"], route.inputs_queue, [], wait_bound(route),
                                          route.redis_key_prefix))
 
     def enqueue(route: Route, kind: TaskKind, queue: str, fields: list[JsonObject]) -> Response:
         job_id = str(uuid.uuid4())
         qlength = jobs.enqueue(route.tasks[kind], queue, [job_id, *fields], job_id, route.slug, route.redis_key_prefix)
+        SUBMITTED.labels(route.slug, kind).inc()
         return jsonify({"job_id": job_id, "qlength": qlength})
 
     def parse(owner: str, title: str) -> Response:
@@ -233,7 +248,16 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
             return jsonify({"job_id": job_id, "status": "PENDING"}), 202
         return jsonify(envelope), 200
 
+    def load_of(owner: str, title: str) -> Response:
+        route = routes.lookup(owner, title)
+        return jsonify(read_load(lambda: model_load(jobs.redis, route)))
+
+    def load_all() -> Response:
+        return jsonify({"models": read_load(lambda: models_load(jobs.redis, routes.routes().values()))})
+
     route_rule("/health", "health", health, "GET")
+    route_rule("/load", "load_all", load_all, "GET")
+    route_rule("/<owner>/<title>/load/", "load", load_of, "GET")
     route_rule("/<owner>/<title>/inputs/", "inputs", inputs, "POST")
     route_rule("/<owner>/<title>/version/", "version", version, "POST")
     route_rule("/<owner>/<title>/parse/", "parse", parse, "POST")

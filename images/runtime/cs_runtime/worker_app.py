@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import redis
 from celery import Celery, signals  # type: ignore[import-untyped]
 from celery.worker import state as worker_state  # type: ignore[import-untyped]
 from celery.worker.request import Request  # type: ignore[import-untyped]
@@ -22,6 +23,8 @@ from cs_runtime.deliveries import DeliveryCounter
 from cs_runtime.envelope import Envelope, failure_envelope
 from cs_runtime.heartbeat import heartbeat_step
 from cs_runtime.isolation import guarded_import
+from cs_runtime.jobs import REDIS_CONNECT_TIMEOUT
+from cs_runtime.load import record_last_result
 from cs_runtime.model import ModelFunctions, isolated, load_model_functions
 from cs_runtime.names import TASK_KINDS
 from cs_runtime.settings import WorkerSettings
@@ -169,6 +172,20 @@ def create_worker_app(settings: WorkerSettings, functions: ModelFunctions | None
     else:
         run_model = tasks.local_runner(functions)
 
+    # The model's last result, for the gateway's /load (load.py); made on first use.
+    last_result_client: list[redis.Redis] = []
+
+    def remember(kind: ResultKind, envelope: Envelope, delivered: bool) -> None:
+        try:
+            if not last_result_client:
+                last_result_client.append(redis.Redis.from_url(
+                    settings.redis_url, socket_connect_timeout=REDIS_CONNECT_TIMEOUT,
+                    socket_timeout=REDIS_CONNECT_TIMEOUT))
+            record_last_result(last_result_client[0], settings.redis_key_prefix, kind, envelope, delivered)
+        except redis.exceptions.RedisError as exc:
+            # Only what `status` shows: never a reason to fail the job.
+            log.warning("job %s: could not record it as the last result: %s", envelope.get("job_id"), exc)
+
     def deliver(kind: ResultKind, envelope: Envelope) -> Envelope:
         if poster is None:
             log.warning(
@@ -176,7 +193,7 @@ def create_worker_app(settings: WorkerSettings, functions: ModelFunctions | None
                 envelope.get("job_id"),
             )
         else:
-            poster.put(kind, envelope)
+            remember(kind, envelope, delivered=bool(poster.put(kind, envelope)))
         return envelope
 
     def counted(kind: str, work: Callable[[], Envelope]) -> Envelope:
