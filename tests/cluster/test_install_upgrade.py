@@ -78,34 +78,67 @@ def test_noop_upgrade_and_one_model_bump(kube: Kube, tmp_path: Path) -> None:
     assert tags == {"csexamples-celerysum": "v2", "csexamples-daskpi": "v1"}
 
 
-def previous_chart(tmp_path: Path) -> Path:
-    """The chart as it was at the commit before HEAD, from git; a shallow clone fetches that commit."""
+def git(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, check=False,
+                          timeout=timeout)
 
-    def archive() -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", "HEAD~1", "charts/cs-workers"],
-                              capture_output=True, check=False)
 
-    previous = archive()
-    shallow = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--is-shallow-repository"], capture_output=True,
-                             text=True, check=False).stdout.strip() == "true"
-    if previous.returncode != 0 and shallow:
-        # CI checkouts are often `--depth 1`: one more commit is all this test needs.
-        fetch = subprocess.run(["git", "-C", str(REPO), "fetch", "--quiet", "--deepen=1"], capture_output=True,
-                               text=True, check=False, timeout=300)
-        previous = archive()
-        if previous.returncode != 0:
-            skip_or_fail(f"a shallow clone, and `git fetch --deepen=1` could not fetch HEAD~1: {fetch.stderr.strip()}")
-    if previous.returncode != 0:
-        skip_or_fail(f"no previous commit with the chart: {previous.stderr.decode().strip()}")
-    with tarfile.open(fileobj=io.BytesIO(previous.stdout)) as tar:
+def deepen_if_shallow() -> None:
+    """CI checkouts are often `--depth 1`: fetch the history these tests read."""
+    if git("rev-parse", "--is-shallow-repository").stdout.strip() == "true":
+        fetch = git("fetch", "--quiet", "--unshallow", timeout=300)
+        if fetch.returncode != 0:
+            skip_or_fail(f"a shallow clone, and `git fetch --unshallow` could not fetch the history: {fetch.stderr}")
+
+
+def chart_version(text: str) -> str:
+    return str(yaml.safe_load(text)["version"])
+
+
+def last_release() -> tuple[str, str]:
+    """(commit, version) of the chart version released before the one in the working tree: the
+    commit just before the version was last changed to the current one (Chart.yaml's `version`
+    is bumped by every chart change, tests/chart/test_chart_metadata.py)."""
+    deepen_if_shallow()
+    current = chart_version((CHART / "Chart.yaml").read_text())
+    at_head = git("show", "HEAD:charts/cs-workers/Chart.yaml")
+    if at_head.returncode == 0 and chart_version(at_head.stdout) != current:
+        return "HEAD", chart_version(at_head.stdout)  # bumped in the working tree, not committed yet
+    bumps = git("log", "--format=%H", "-G^version:", "--", "charts/cs-workers/Chart.yaml").stdout.split()
+    for commit in bumps:
+        before = git("show", f"{commit}~1:charts/cs-workers/Chart.yaml")
+        if before.returncode == 0 and chart_version(before.stdout) != current:
+            return f"{commit}~1", chart_version(before.stdout)
+    skip_or_fail(f"no chart version before {current} in the history")
+    raise AssertionError("unreachable")
+
+
+def chart_at(revision: str, tmp_path: Path) -> Path:
+    """The chart as it was at `revision`, from git."""
+    deepen_if_shallow()
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", revision, "charts/cs-workers"],
+                             capture_output=True, check=False)
+    if archive.returncode != 0:
+        skip_or_fail(f"no chart at {revision}: {archive.stderr.decode().strip()}")
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
         tar.extractall(tmp_path / "previous", filter="data")
     return tmp_path / "previous" / "charts" / "cs-workers"
 
 
-def test_upgrade_from_the_previous_commit_then_roll_back(kube: Kube, tmp_path: Path) -> None:
+@pytest.mark.parametrize("previous", ["commit", "release"])
+def test_upgrade_from_the_previous_commit_and_release_then_roll_back(kube: Kube, tmp_path: Path,
+                                                                     previous: str) -> None:
+    """From the commit before HEAD, and from the last released chart version (packaged with
+    `helm package`, as users install it), to the working tree's chart, and back."""
     values = tmp_path / "values.yaml"
     Cluster(EXAMPLE_CONFIG, tag="v1", project="cs-test", previous=None).write_values(values)
-    old = previous_chart(tmp_path)
+    if previous == "commit":
+        old = chart_at("HEAD~1", tmp_path)
+    else:
+        revision, version = last_release()
+        packaged = kube.helm(4, "package", str(chart_at(revision, tmp_path)), "--destination", str(tmp_path))
+        old = tmp_path / f"cs-workers-{version}.tgz"
+        assert old.exists(), packaged.stdout
     kube.helm(4, "install", RELEASE, str(old), "-f", str(values), "--wait", "--timeout", "4m")
     upgrade = kube.helm(4, "upgrade", RELEASE, str(CHART), "-f", str(values), "--wait", "--timeout", "4m",
                         check=False)
@@ -116,6 +149,10 @@ def test_upgrade_from_the_previous_commit_then_roll_back(kube: Kube, tmp_path: P
     history = kube.helm(4, "history", RELEASE, "-o", "yaml")
     revisions = yaml.safe_load(history.stdout)
     assert [r["status"] for r in revisions] == ["superseded", "superseded", "deployed"]
+    if previous == "release":
+        assert [r["chart"] for r in revisions] == [f"cs-workers-{version}",
+                                                   f"cs-workers-{chart_version((CHART / 'Chart.yaml').read_text())}",
+                                                   f"cs-workers-{version}"]
 
 
 def test_unschedulable_model_is_named_before_the_timeout(kube: Kube, tmp_path: Path) -> None:
