@@ -10,11 +10,13 @@ One source for each number:
 - **the image tag running**: the running pods' main containers (what runs, not what values say);
   more than one tag while a rollout is under way;
 - **sims queued and running, and the last result**: the gateway's `GET /load`
-  (docs/runtime-contract.md, "Load"): running is what workers took and have not acknowledged.
+  (docs/runtime-contract.md, "Load (gateway)"): running is what workers took and have not
+  acknowledged.
 
 Healthy means: every workload has as many ready pods as it wants (and a rollout that is not stuck),
 Redis has a ready pod (local mode: it answers PING), the gateway has a ready pod and answers
-`/load`, and the gateway routes every model. Exit statuses: see `EXIT_*` and docs/status.md.
+`/load`, the gateway routes every model, and each model's last result reached the webserver.
+Exit statuses: see `EXIT_*` and docs/status.md.
 """
 
 from __future__ import annotations
@@ -103,15 +105,16 @@ class LastResult:
     job_id: str | None
     status: str  # SUCCESS or FAIL: the envelope's
     kind: str  # inputs (a parse) or outputs (a sim): the webserver endpoint it went to
+    delivered: bool  # False: the webserver never took it
     at: float  # Unix seconds
 
     def describe(self, now: float) -> str:
         what = {"outputs": "sim", "inputs": "parse"}.get(self.kind, self.kind)
-        return f"{self.status} {what} {_age(now - self.at)} ago"
+        return f"{self.status} {what} {_age(now - self.at)} ago" + ("" if self.delivered else ", NOT DELIVERED")
 
     def as_json(self, now: float) -> dict[str, Any]:
-        return {"job_id": self.job_id, "status": self.status, "kind": self.kind, "at": self.at,
-                "age_seconds": round(max(now - self.at, 0.0), 3)}
+        return {"job_id": self.job_id, "status": self.status, "kind": self.kind, "delivered": self.delivered,
+                "at": self.at, "age_seconds": round(max(now - self.at, 0.0), 3)}
 
 
 @dataclass(frozen=True)
@@ -137,7 +140,7 @@ def _count(value: Any, where: str) -> int:
 
 
 def parse_loads(answer: Any) -> dict[str, Load]:
-    """The gateway's `GET /load` answer (docs/runtime-contract.md, "Load"), by model slug.
+    """The gateway's `GET /load` answer (docs/runtime-contract.md, "Load (gateway)"), by model slug.
 
     Raises ToolError naming the field when the answer is not that shape (another gateway version).
     """
@@ -156,9 +159,11 @@ def parse_loads(answer: Any) -> dict[str, Load]:
         if last is not None:
             if not isinstance(last, dict) or not isinstance(last.get("at"), (int, float)):
                 raise ToolError(f"the gateway's /load answer for {slug} has a last_result without its time")
+            if not isinstance(last.get("delivered"), bool):
+                raise ToolError(f"the gateway's /load answer for {slug} has a last_result without 'delivered'")
             job_id = last.get("job_id")
             result = LastResult(job_id=job_id if isinstance(job_id, str) else None, status=str(last.get("status")),
-                                kind=str(last.get("kind")), at=float(last["at"]))
+                                kind=str(last.get("kind")), delivered=last["delivered"], at=float(last["at"]))
         loads[slug] = Load(
             queued_inputs=_count(queued.get("inputs"), f"{slug} queued.inputs"),
             queued_sims=_count(queued.get("sim"), f"{slug} queued.sim"),
@@ -193,6 +198,9 @@ class ModelStatus:
                  if (problem := self.workloads[component].problem())]
         if self.routed is False:
             found.append("the gateway does not route it (its /load does not list the model)")
+        last = self.load.last_result if self.load else None
+        if last is not None and not last.delivered:
+            found.append(f"its last result (job {last.job_id}) never reached the webserver")
         return found
 
     @property

@@ -53,7 +53,7 @@ def workloads(**ready: int) -> list[Workload]:
 NAMES = {"csexamples-celerysum": ("cs-examples", "Celery-Sum"), "csexamples-daskpi": ("cs-examples", "Dask-Pi")}
 LOADS = {"models": [
     load_entry("csexamples-celerysum", queued=(1, 2), running=(0, 1),
-               last={"job_id": "j-3", "status": "SUCCESS", "kind": "outputs", "at": NOW - 125}),
+               last={"job_id": "j-3", "status": "SUCCESS", "kind": "outputs", "delivered": True, "at": NOW - 125}),
     load_entry("csexamples-daskpi")]}
 
 
@@ -102,6 +102,15 @@ def test_a_model_the_gateway_does_not_route_is_unhealthy() -> None:
     assert status.exit_code == 3
 
 
+def test_a_result_the_webserver_never_took_is_a_problem() -> None:
+    lost = {"job_id": "j-9", "status": "FAIL", "kind": "inputs", "delivered": False, "at": NOW - 4000}
+    status = report(loads={"models": [load_entry("csexamples-celerysum", last=lost), load_entry("csexamples-daskpi")]})
+    lines = status.lines()
+    assert lines[2].endswith("FAIL parse 1h ago, NOT DELIVERED"), lines[2]
+    assert "! cs-examples/Celery-Sum: its last result (job j-9) never reached the webserver" in lines
+    assert status.exit_code == 3
+
+
 def test_the_json_for_scripts() -> None:
     document = report().as_json()
     assert set(document) == {"release", "namespace", "healthy", "time", "redis", "gateway", "models"}
@@ -113,7 +122,7 @@ def test_the_json_for_scripts() -> None:
                                                "stuck": None, "healthy": True}
     assert celery_sum["load"] == {"queued": {"inputs": 1, "sim": 2}, "running": {"inputs": 0, "sim": 1},
                                   "last_result": {"job_id": "j-3", "status": "SUCCESS", "kind": "outputs",
-                                                  "at": NOW - 125, "age_seconds": 125.0}}
+                                                  "delivered": True, "at": NOW - 125, "age_seconds": 125.0}}
     assert (celery_sum["name"], celery_sum["slug"], celery_sum["tags"]) == (
         "cs-examples/Celery-Sum", "csexamples-celerysum", ["v2"])
 
@@ -125,6 +134,7 @@ def test_the_json_for_scripts() -> None:
     ({"models": [load_entry("m", queued=(0, -1))]}, "m queued.sim = -1, not a count"),
     ({"models": [{**load_entry("m"), "running": {"inputs": "1", "sim": 0}}]}, "m running.inputs = '1', not a count"),
     ({"models": [load_entry("m", last={"status": "SUCCESS"})]}, "last_result without its time"),
+    ({"models": [load_entry("m", last={"status": "SUCCESS", "at": 1.0})]}, "last_result without 'delivered'"),
 ])
 def test_a_gateway_answer_of_another_shape_is_named(answer: Any, message: str) -> None:
     with pytest.raises(ToolError, match=message):
