@@ -174,7 +174,8 @@ fi
 # The CRDs cs_cluster/crd-schemas/ is made from (cs_cluster.crdschemas.CRD_SOURCES), in Go's module
 # cache, so that tests/chart/test_crd_schemas.py can check the kept schemas offline (a few MB).
 if command -v go >/dev/null; then
-  go mod download sigs.k8s.io/gateway-api@v1.6.3 github.com/prometheus-operator/prometheus-operator@v0.88.0 >&2 ||
+  go mod download sigs.k8s.io/gateway-api@v1.6.3 github.com/prometheus-operator/prometheus-operator@v0.88.0 \
+    github.com/kedacore/keda/v2@v2.21.0 >&2 ||
     die "go mod download of the CRDs' modules failed"
 fi
 

@@ -1,6 +1,7 @@
 """Strict JSON schemas of the custom resources the chart can render (an HTTPRoute of the Gateway API,
-a ServiceMonitor of the Prometheus operator), for the render harness, which judges them like the
-built-in kinds (cs_cluster.render: kubernetes-validate's strict schemas).
+a ServiceMonitor of the Prometheus operator, KEDA's ScaledObject and TriggerAuthentication), for the
+render harness, which judges them like the built-in kinds (cs_cluster.render: kubernetes-validate's
+strict schemas).
 
 They are made from the CustomResourceDefinitions their projects publish (in their Go modules,
 pinned in CRD_SOURCES) by `python -m cs_cluster.crdschemas CRD.yaml...`, and kept in
@@ -31,6 +32,10 @@ CRD_SOURCES = {
     "servicemonitor-monitoring.coreos.com-v1.json": (
         "github.com/prometheus-operator/prometheus-operator", "v0.88.0",
         "example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml"),
+    "scaledobject-keda.sh-v1alpha1.json": (
+        "github.com/kedacore/keda/v2", "v2.21.0", "config/crd/bases/keda.sh_scaledobjects.yaml"),
+    "triggerauthentication-keda.sh-v1alpha1.json": (
+        "github.com/kedacore/keda/v2", "v2.21.0", "config/crd/bases/keda.sh_triggerauthentications.yaml"),
 }
 
 

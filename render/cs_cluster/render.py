@@ -272,8 +272,11 @@ def render_chart(
     chart: str | Path | None = None,
     helm_binary: str | None = None,
     validate: bool = True,
+    api_versions: Sequence[str] = (),
 ) -> RenderedChart:
-    """Render the chart with `values` and return its objects, each validated when `validate`."""
+    """Render the chart with `values` and return its objects, each validated when `validate`.
+    `api_versions` are API groups/versions the render assumes the cluster serves (helm's
+    --api-versions, the chart's .Capabilities.APIVersions), e.g. KEDA's `keda.sh/v1alpha1`."""
     if validate:
         prepare_validation(kubernetes_versions)
     manifests = helm.template(
@@ -285,6 +288,7 @@ def render_chart(
         show_only=show_only,
         kube_version=kubernetes_versions[-1] if kubernetes_versions else None,
         helm=helm_binary,
+        extra=[argument for version in api_versions for argument in ("--api-versions", version)],
     )
     if validate:
         return validated_render(manifests, kubernetes_versions)

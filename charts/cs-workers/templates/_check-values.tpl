@@ -31,6 +31,15 @@ NOTES.txt.
 {{- if ne $expected $slug }}
 {{- fail (printf "models.%s: the key must be the model's slug %q (clean(owner)-clean(title)), so that its queues and names match what the gateway computes" $slug $expected) }}
 {{- end }}
+{{- $resolved := include "cs-workers.model.resolved" (dict "root" $ "slug" $slug "model" $model) | fromYaml }}
+{{- if $resolved.autoscaling.enabled }}
+{{- if not (or $.Values.keda.assumeInstalled ($.Capabilities.APIVersions.Has "keda.sh/v1alpha1")) }}
+{{- fail (printf "models.%s: autoscaling is enabled (models.%s.autoscaling or modelDefaults.autoscaling), but the cluster does not serve keda.sh/v1alpha1: install KEDA first (README, \"Autoscaling\"), or set keda.assumeInstalled=true to render its objects anyway (helm template, GitOps)" $slug $slug) }}
+{{- end }}
+{{- if gt (int $resolved.io.minReplicas) (int $resolved.io.replicas) }}
+{{- fail (printf "models.%s: io.minReplicas %d is above io.replicas %d (the model's or modelDefaults.io's); autoscaling keeps the io workers between the two" $slug (int $resolved.io.minReplicas) (int $resolved.io.replicas)) }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- include "cs-workers.checkUserLabels" (dict "labels" .Values.commonLabels "where" "commonLabels") }}
 {{- with $.Values.workerSecret.values }}

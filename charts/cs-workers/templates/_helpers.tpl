@@ -42,6 +42,7 @@ them unique and stable across renders.
 {{- define "cs-workers.model.simName" -}}{{ include "cs-workers.objectName" (list .root (printf "%s-sim" .slug)) }}{{- end -}}
 {{- define "cs-workers.model.secretChartName" -}}{{ include "cs-workers.objectName" (list .root (printf "%s-secrets" .slug)) }}{{- end -}}
 {{- define "cs-workers.dask.schedulerName" -}}{{ include "cs-workers.objectName" (list .root (printf "%s-dask-scheduler" .slug)) }}{{- end -}}
+{{- define "cs-workers.keda.triggerAuthenticationName" -}}{{ include "cs-workers.objectName" (list . "gateway-load") }}{{- end -}}
 {{- define "cs-workers.dask.workerName" -}}{{ include "cs-workers.objectName" (list .root (printf "%s-dask-worker" .slug)) }}{{- end -}}
 {{- define "cs-workers.dask.schedulerAddress" -}}
 {{- printf "tcp://%s:8786" (include "cs-workers.dask.schedulerName" .) -}}
@@ -228,6 +229,33 @@ image: {{ printf "%s:%s" $repository (include "cs-workers.text" $image.tag) | qu
 imagePullPolicy: {{ $image.pullPolicy | default $root.Values.modelImages.pullPolicy }}
 inputsQueue: {{ printf "%s_inputs_queue" $key | quote }}
 simQueue: {{ printf "%s_queue" $key | quote }}
+{{- /* A Dask model's sim drivers: one unless sim.replicas says; a Celery model's sim workers: its replicas. */}}
+{{- $simReplicas := $model.replicas }}
+{{- if $isDask }}{{ $simReplicas = $sim.replicas }}{{ end }}
+{{- if kindIs "invalid" $simReplicas }}{{ $simReplicas = 1 }}{{ end }}
+simReplicas: {{ $simReplicas }}
+{{- /*
+With autoscaling, the Deployments KEDA scales and their bounds (README, "Autoscaling"); a
+Deployment whose bounds are equal keeps its replicas and gets no ScaledObject.
+*/}}
+{{- $autoscaling := mustMergeOverwrite (deepCopy $defaults.autoscaling) (deepCopy ($model.autoscaling | default dict)) }}
+{{- $scaled := dict }}
+{{- if $autoscaling.enabled }}
+{{- $bounds := dict "sim" (list 0 $simReplicas) "io" (list $io.minReplicas $io.replicas) }}
+{{- if $isDask }}
+{{- $_ := set $bounds "daskWorker" (list 0 (ternary 1 $model.replicas (kindIs "invalid" $model.replicas))) }}
+{{- $_ := set $bounds "daskScheduler" (list 0 1) }}
+{{- end }}
+{{- range $component, $pair := $bounds }}
+{{- if lt (int (index $pair 0)) (int (index $pair 1)) }}
+{{- $_ := set $scaled $component (dict "minReplicaCount" (int (index $pair 0)) "maxReplicaCount" (int (index $pair 1))) }}
+{{- end }}
+{{- end }}
+{{- end }}
+autoscaling:
+  {{- toYaml $autoscaling | nindent 2 }}
+scaled:
+  {{- toYaml $scaled | nindent 2 }}
 io:
   {{- toYaml $io | nindent 2 }}
 sim:

@@ -34,8 +34,10 @@ metadata:
   labels:
     {{- include "cs-workers.labels" $labelArgs | nindent 4 }}
 spec:
-  {{- /* A Dask model's `replicas` are its Dask workers; its sim driver is one pod unless sim.replicas says. */}}
-  replicas: {{ if $isIo }}{{ $settings.replicas }}{{ else if $resolved.isDask }}{{ if kindIs "invalid" $settings.replicas }}1{{ else }}{{ $settings.replicas }}{{ end }}{{ else }}{{ $resolved.replicas }}{{ end }}
+  {{- /* KEDA sets the replicas of a Deployment it scales (model/scaledobject.yaml); an upgrade leaves them. */}}
+  {{- if not (hasKey $resolved.scaled .role) }}
+  replicas: {{ ternary $settings.replicas $resolved.simReplicas $isIo }}
+  {{- end }}
   selector:
     matchLabels:
       {{- include "cs-workers.selectorLabels" $labelArgs | nindent 6 }}
