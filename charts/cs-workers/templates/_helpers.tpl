@@ -467,6 +467,7 @@ refuses an extraEnv that would set one of these again); a model's Celery workers
       name: {{ include "cs-workers.gateway.tokenSecretName" . }}
       key: {{ .Values.gateway.auth.tokenKey }}
 {{- end }}
+{{- include "cs-workers.metricsEnv" . }}
 {{- end -}}
 
 {{- define "cs-workers.redis.env" -}}
@@ -487,6 +488,37 @@ refuses an extraEnv that would set one of these again); a model's Celery workers
       fieldPath: metadata.name
 - name: DASK_SCHEDULER_ADDRESS
   value: {{ include "cs-workers.dask.schedulerAddress" . | quote }}
+{{- end -}}
+
+{{/*
+With metrics.enabled: where the runtime serves /metrics and where its processes keep their samples
+(prometheus_client's multiprocess mode; cs_runtime/metrics.py), and the container port.
+*/}}
+{{- define "cs-workers.metricsEnv" -}}
+{{- if .Values.metrics.enabled }}
+- name: CS_METRICS_PORT
+  value: {{ include "cs-workers.text" .Values.metrics.port | quote }}
+- name: PROMETHEUS_MULTIPROC_DIR
+  value: /tmp/metrics
+{{- end }}
+{{- end -}}
+{{- define "cs-workers.metricsContainerPort" -}}
+{{- if .Values.metrics.enabled }}
+- name: metrics
+  containerPort: {{ .Values.metrics.port }}
+{{- end }}
+{{- end -}}
+
+{{/* NetworkPolicy ingress to the metrics port(s) from metrics.scrapeFrom (anyone when empty). */}}
+{{- define "cs-workers.networkPolicy.scrapeIngress" -}}
+- ports:
+    {{- range .ports }}
+    - {port: {{ . }}, protocol: TCP}
+    {{- end }}
+  {{- with .root.Values.metrics.scrapeFrom }}
+  from:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
 {{- end -}}
 
 {{/*

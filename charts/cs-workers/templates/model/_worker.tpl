@@ -78,6 +78,10 @@ spec:
             {{- with $settings.extraEnvFrom }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
+          {{- with include "cs-workers.metricsContainerPort" $root }}
+          ports:
+            {{- . | nindent 12 }}
+          {{- end }}
           {{- /*
           The worker touches its heartbeat file from Celery's own timer; the probe reads the file's
           age, so probing never puts load on the broker (unlike `celery inspect ping`).
@@ -145,4 +149,5 @@ environment the chart sets for a model's Celery worker (docs/runtime-contract.md
       key: {{ . }}
       optional: true
 {{- end }}
+{{- include "cs-workers.metricsEnv" .root }}
 {{- end -}}
