@@ -1,5 +1,6 @@
 """Where Helm and Artifact Hub look (issue 14): Chart.yaml's metadata and annotations, the README
-`helm show readme` prints, CHANGELOG.md, and a chart version bumped by every change to the chart."""
+`helm show readme` prints, CHANGELOG.md, and a chart version that
+changes only with a CHANGELOG entry, and never once released (tag `cs-workers-<version>`)."""
 
 from __future__ import annotations
 
@@ -43,40 +44,67 @@ def git(*arguments: str) -> str:
     return subprocess.run(["git", *arguments], cwd=REPO, capture_output=True, text=True, check=True).stdout
 
 
-def previous_chart_version() -> tuple[str, str] | None:
-    """The version of the chart before its latest change, and where that was: HEAD's chart when the
-    working tree changed it, else the parent of the last commit that changed it (None when the
-    chart has never changed since it was added)."""
+def changelog_section(text: str, version: str) -> list[str]:
+    """The entries (`- kind: text` lines) of `version`'s section of a CHANGELOG.md text."""
+    sections = re.split(r"^## ", text, flags=re.MULTILINE)
+    section = next((s for s in sections if s.split("\n", 1)[0].strip() == version), "")
+    return re.findall(r"^- \w+: .+$", section, flags=re.MULTILINE)
+
+
+def shown(revision: str, path: str) -> str | None:
+    text = subprocess.run(["git", "show", f"{revision}:{path}"], cwd=REPO, capture_output=True, text=True,
+                          check=False)
+    return text.stdout if text.returncode == 0 else None
+
+
+def latest_chart_change() -> tuple[str, str, str] | None:
+    """(before, after, where) of the chart's latest change: HEAD and the working tree when the
+    working tree changed it, else the parent of the last commit that changed it and that commit
+    (None when the chart has never changed since it was added)."""
     untracked = git("ls-files", "--others", "--exclude-standard", "--", CHART_PATH).strip()
     changed = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", CHART_PATH], cwd=REPO, check=False).returncode
     if changed or untracked:
-        base = "HEAD"
-    else:
-        last = git("log", "-n", "1", "--format=%H", "--", CHART_PATH).strip()
-        if subprocess.run(["git", "cat-file", "-e", f"{last}^"], cwd=REPO, capture_output=True,
-                          check=False).returncode != 0:
-            if git("rev-parse", "--is-shallow-repository").strip() == "true":
-                skip_or_fail("a shallow clone: the commit before the chart's last change is not here "
-                             "(git fetch --unshallow)")
-            return None
-        base = f"{last}^"
-    text = subprocess.run(["git", "show", f"{base}:{CHART_PATH}/Chart.yaml"], cwd=REPO, capture_output=True,
-                          text=True, check=False)
-    if text.returncode != 0:
-        return None  # the chart did not exist there
-    return yaml.safe_load(text.stdout)["version"], base
+        return "HEAD", "", "the working tree"
+    last = git("log", "-n", "1", "--format=%H", "--", CHART_PATH).strip()
+    if subprocess.run(["git", "cat-file", "-e", f"{last}^"], cwd=REPO, capture_output=True,
+                      check=False).returncode != 0:
+        if git("rev-parse", "--is-shallow-repository").strip() == "true":
+            skip_or_fail("a shallow clone: the commit before the chart's last change is not here "
+                         "(git fetch --unshallow)")
+        return None
+    return f"{last}^", last, f"commit {last[:12]}"
 
 
-def test_the_chart_version_is_semver_and_bumped_by_every_change_to_the_chart() -> None:
+def test_the_chart_version_is_semver_and_every_change_to_the_chart_is_in_its_changelog() -> None:
+    """As chart-releaser and ct's version check have it: a released version (tag
+    `cs-workers-<version>`) never changes; until its release, a version collects changes, and
+    each change to the chart bumps the version or adds its entry to the version's CHANGELOG
+    section (so several commits can make one release)."""
     version = metadata()["version"]
     assert SEMVER.match(version), version
-    previous = previous_chart_version()
-    if previous is None:
+    tag = f"cs-workers-{version}"
+    if git("tag", "--list", tag).strip():
+        changed = subprocess.run(["git", "diff", "--quiet", tag, "--", CHART_PATH], cwd=REPO,
+                                 check=False).returncode
+        assert not changed, f"{version} is released (tag {tag}) and the chart changed since: bump `version`"
+    latest = latest_chart_change()
+    if latest is None:
         return
-    before, where = previous
-    assert precedence(version) > precedence(before), (
-        f"the chart changed since {where} (version {before}) but its version is {version}: bump `version` in "
-        f"{CHART_PATH}/Chart.yaml and add its entry to CHANGELOG.md")
+    before, after, where = latest
+    chart_yaml, changelog = f"{CHART_PATH}/Chart.yaml", f"{CHART_PATH}/CHANGELOG.md"
+    old_chart = shown(before, chart_yaml)
+    if old_chart is None:
+        return  # the chart did not exist there
+    old_version = str(yaml.safe_load(old_chart)["version"])
+    if old_version != version:
+        assert precedence(version) > precedence(old_version), f"{where} lowered the chart version"
+        return
+    new_changelog = (CHART / "CHANGELOG.md").read_text() if not after else shown(after, changelog)
+    old_entries = changelog_section(shown(before, changelog) or "", version)
+    new_entries = changelog_section(new_changelog or "", version)
+    assert set(new_entries) > set(old_entries), (
+        f"{where} changed the chart without bumping its version ({version}) or adding an entry to {version}'s "
+        f"section of CHANGELOG.md (and artifacthub.io/changes)")
 
 
 def test_semver_precedence_orders_as_the_specification_says() -> None:
