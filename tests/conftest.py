@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 from helpers import EXAMPLE_CONFIG, REPO, skip_or_fail
+from oci_support import helm_environment, publish_chart, running_registry
 from runtime.support import RecordingWebserver
 
 from cs_cluster import Cluster, RenderedChart
@@ -34,6 +35,25 @@ def example_cluster() -> Cluster:
 def example_chart(example_cluster: Cluster) -> RenderedChart:
     """The bundled example config, rendered and validated once for the session."""
     return example_cluster.render()
+
+
+@pytest.fixture(scope="session")
+def oci_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An OCI registry on loopback for the session (tests/oci_support.py); its HOST:PORT."""
+    with running_registry(tmp_path_factory.mktemp("registry")) as address:
+        yield address
+
+
+@pytest.fixture(scope="session")
+def helm_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """An environment for helm with a home of its own (config, cache, registry logins) and no cluster."""
+    return helm_environment(tmp_path_factory.mktemp("helm-home"))
+
+
+@pytest.fixture(scope="session")
+def published_chart(oci_registry: str, helm_home: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The working tree's chart, packaged and pushed to oci_registry with Helm 4; its oci:// reference."""
+    return publish_chart(oci_registry, helm_home, tmp_path_factory.mktemp("package"))
 
 
 @pytest.fixture(scope="session")

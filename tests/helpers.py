@@ -101,6 +101,15 @@ def secrets_of(objects: Any) -> dict[str, dict[str, str]]:
             for o in objects if o.get("kind") == "Secret"}
 
 
+def without_secret_values(manifests: str) -> list[dict[str, Any]]:
+    """The rendered objects with each Secret's values left out (the chart generates passwords on
+    every render), so that two renders of the same values compare equal."""
+    from cs_cluster.render import parse_manifests
+
+    return [{**o, "data": dict.fromkeys(o.get("data") or {})} if o["kind"] == "Secret" else o
+            for o in parse_manifests(manifests)]
+
+
 # What a secretKeyRef to a Secret the render does not hold (an existingSecret) stands for.
 EXTERNAL_SECRET_VALUE = "from-a-secret-you-manage"
 

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from . import helm, options
+from . import options
+from .chart import chart_metadata, default_chart, resolve_chart
 from .cluster import Cluster
 from .errors import CapacityError, ConfigError, CsClusterError, UsageError
 from .render import check_kubernetes_versions, prepare_validation, validated_render
@@ -27,22 +28,36 @@ def _cluster_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", nargs="+", default=[], metavar="NAME",
                         help="only these models (title or owner/title, exact) get --tag")
     parser.add_argument("--previous", type=Path, help="the values file to keep other models' tags from")
-    parser.add_argument("--chart", type=Path, help="the chart directory (default: the repository's)")
+    _chart_arguments(parser)
     parser.add_argument("--release", default="cs-workers", help="the Helm release name")
     parser.add_argument("--namespace", default="cs-workers", help="the Kubernetes namespace (default cs-workers)")
     parser.add_argument("--allow-empty", action="store_true",
                         help="accept a worker_config without models (its values remove every model)")
 
 
+def _chart_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--chart", metavar="CHART",
+                        help="a chart directory, a packaged chart (.tgz) or an oci:// reference "
+                             "(default: the chart inside this package)")
+    parser.add_argument("--chart-version", metavar="VERSION",
+                        help="the version of an oci:// --chart, or a range (default: the newest)")
+    parser.add_argument("--plain-http", action="store_true",
+                        help="pull an oci:// --chart over HTTP (a registry without TLS)")
+
+
+def _chart(args: argparse.Namespace) -> Path:
+    """The chart the options name, as a path helm accepts (cs_cluster.chart decides)."""
+    return resolve_chart(args.chart, version=args.chart_version, plain_http=args.plain_http)
+
+
 def _make_cluster(
     args: argparse.Namespace, previous: Path | Literal["auto"] | None, values_file: Path | None = None
 ) -> Cluster:
-    options.check_chart(args.chart)
     options.check_release(args.release)
     options.check_namespace(args.namespace)
     return Cluster(
         config=args.config, tag=args.tag, project=args.project, models=args.models, registry=args.registry,
-        previous=previous, values_file=values_file, chart=args.chart, release=args.release,
+        previous=previous, values_file=values_file, chart=_chart(args), release=args.release,
         namespace=args.namespace, allow_empty=args.allow_empty,
     )
 
@@ -192,7 +207,7 @@ def command_build(args: argparse.Namespace) -> int:
 
 def command_schema(args: argparse.Namespace) -> int:
     options.check_chart(args.chart)
-    chart = args.chart or helm.default_chart()
+    chart = args.chart or default_chart()
     if args.write:
         for path in write_generated(chart):
             print(f"wrote {path}", file=sys.stderr)
@@ -207,9 +222,8 @@ def command_schema(args: argparse.Namespace) -> int:
 def command_local_up(args: argparse.Namespace) -> int:
     from .local import LocalCluster, run_foreground
 
-    options.check_chart(args.chart)
     cluster = LocalCluster(args.config, port=args.port, comp_url=args.comp_url,
-                           comp_api_token=args.comp_api_token, gateway_token=args.gateway_token, chart=args.chart)
+                           comp_api_token=args.comp_api_token, gateway_token=args.gateway_token, chart=_chart(args))
     return run_foreground(cluster)
 
 
@@ -256,8 +270,28 @@ def _revision(text: str) -> int:
     return int(text)
 
 
+class _VersionAction(argparse.Action):
+    """`--version`: this package's version, from its installed metadata, and the version of the
+    chart it uses by default; read only when asked, so other commands never pay for it."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        from . import package_version
+
+        try:
+            chart = default_chart()
+            meta = chart_metadata(chart)
+            about = f"chart {meta.get('name')} {meta.get('version')} at {chart}"
+        except CsClusterError as error:
+            about = f"no chart: {error}"
+        print(f"cs-cluster {package_version()} ({about})")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cs-cluster", description="Deploy a Compute Studio compute cluster.")
+    parser.add_argument("--version", action=_VersionAction, nargs=0,
+                        help="print the version of cs-cluster and of its chart, then exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     values = commands.add_parser("values", help="write the Helm values for a worker_config")
@@ -331,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--comp-url", help="the webserver results are PUT to (COMP_URL)")
     up.add_argument("--comp-api-token", help="the webserver's API token (COMP_API_TOKEN)")
     up.add_argument("--gateway-token", help="the bearer token the gateway requires (default: a generated one)")
-    up.add_argument("--chart", type=Path, help="the chart directory (default: the repository's)")
+    _chart_arguments(up)
     up.set_defaults(handler=command_local_up)
     local_status = local_commands.add_parser("status", help="the status of `local up` on this machine "
                                                            "(as `cs-cluster status`)")

@@ -13,10 +13,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from . import helm, planning, release
 from .build import BuildStep, build_steps, deployed_gateway_image
+from .chart import chart_metadata, chart_values, checkout_root, resolve_chart
 from .config import ModelConfig, load_worker_config
 from .errors import ConfigError, ToolError, ValuesRefusedError
 from .plan import Plan
@@ -32,14 +31,6 @@ from .values import (
     write_private_file,
 )
 from .watch import SchedulingWatcher, StuckPod
-
-
-def chart_defaults(chart: Path) -> dict[str, Any]:
-    """The chart's own values.yaml: the defaults models are checked against."""
-    try:
-        return yaml.safe_load((chart / "values.yaml").read_text()) or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise ToolError(f"cannot read the chart's values.yaml in {chart}: {error}") from None
 
 
 class Cluster:
@@ -78,7 +69,8 @@ class Cluster:
         self.project = project
         self.selected = list(models or [])
         self.registry = registry
-        self.chart = Path(chart) if chart else helm.default_chart()
+        # A directory or a packaged .tgz (an oci:// reference is pulled once): what helm gets.
+        self.chart = resolve_chart(chart)
         self.values_path = Path(values_file) if values_file else Path("values") / f"{project}.yaml"
         self.secrets_path = Path(secrets_file) if secrets_file else secrets_path_for(self.values_path)
         if previous == "auto":
@@ -87,7 +79,7 @@ class Cluster:
         self.release = release
         self.namespace = namespace
         self.helm_binary = helm_binary
-        default_resources = (chart_defaults(self.chart).get("modelDefaults") or {}).get("sim", {}).get("resources")
+        default_resources = (chart_values(self.chart).get("modelDefaults") or {}).get("sim", {}).get("resources")
         # An empty config is refused unless allow_empty: its values would remove every model.
         self.models: list[ModelConfig] = load_worker_config(self.config_path, default_resources,
                                                             allow_empty=allow_empty)
@@ -211,12 +203,16 @@ class Cluster:
         `base_image` (default: $CS_BASE_IMAGE, else the Dockerfiles' python:3.11-slim-bookworm) is
         the runtime and gateway images' base; `network` is `docker build --network` (default:
         `host` when the engine has no bridge network, as on ci/'s engines, else docker's own).
-        With `dry_run` the docker commands are printed, not run, and nothing is written. Raises
-        ConfigError (a model without a buildable repo_url) before anything is built, and
-        ToolError naming the image when docker fails.
+        With `dry_run` the docker commands are printed, not run, and nothing is written.
+        `repo_root` (default: the checkout this package runs from) holds the images' sources in
+        images/. Raises ConfigError (a model without a buildable repo_url) before anything is
+        built, ToolError outside a checkout, and ToolError naming the image when docker fails.
         """
         self.check()
-        root = repo_root or self.chart.parent.parent
+        root = repo_root or checkout_root()
+        if root is None:
+            raise ToolError("cs-cluster build needs a checkout of the cs-workers repository: the images' "
+                            "Dockerfiles and the runtime's source are in its images/; run it from there")
         values = self.split_values().values
         # A full build (no --models) also builds the gateway, named as the chart deploys it.
         gateway = None if self.selected else deployed_gateway_image(values, self._app_version())
@@ -249,10 +245,7 @@ class Cluster:
         return commands
 
     def _app_version(self) -> str:
-        try:
-            chart = yaml.safe_load((self.chart / "Chart.yaml").read_text()) or {}
-        except (OSError, yaml.YAMLError) as error:
-            raise ToolError(f"cannot read the chart's Chart.yaml in {self.chart}: {error}") from None
+        chart = chart_metadata(self.chart)
         return str(chart.get("appVersion") or chart.get("version") or "")
 
     def helm_upgrade_command(self, *, wait: bool = True, timeout: str = "10m",

@@ -15,19 +15,6 @@ from typing import Any
 
 from .errors import ToolError, ValuesRefusedError
 
-CHART_NAME = "cs-workers"
-
-
-def default_chart() -> Path:
-    """The chart beside this package in the repository, or CS_CHART."""
-    if os.environ.get("CS_CHART"):
-        return Path(os.environ["CS_CHART"])
-    for parent in Path(__file__).resolve().parents:
-        candidate = parent / "charts" / CHART_NAME
-        if (candidate / "Chart.yaml").is_file():
-            return candidate
-    raise ToolError(f"cannot find charts/{CHART_NAME}; pass --chart or set CS_CHART")
-
 
 def cache_dir() -> Path:
     """Where ci/install-tools.sh keeps helm; read here so a plain `cs-cluster` finds it too."""
@@ -129,8 +116,11 @@ def template(values: dict[str, Any] | None = None, *, values_files: Sequence[str
              release: str = "cs-workers", namespace: str = "cs-workers", chart: str | Path | None = None,
              show_only: Sequence[str] = (), kube_version: str | None = None, helm: str | None = None,
              extra: Sequence[str] = ()) -> str:
-    """`helm template` the chart with these values and return the manifests."""
-    chart_path = str(chart or default_chart())
+    """`helm template` the chart with these values and return the manifests. `chart` is any form
+    cs_cluster.chart.resolve_chart takes (None: the default chart)."""
+    from .chart import resolve_chart
+
+    chart_path = str(resolve_chart(chart))
     with values_file(values) as inline:
         arguments = ["template", release, chart_path, "--namespace", namespace]
         for path in values_files:

@@ -392,7 +392,9 @@ class LocalCluster:
 
     # -- running ----------------------------------------------------------------------------------
     def start(self, timeout: float = 120) -> None:
-        """Start every process and wait until each that can say so is ready."""
+        """Start every process and wait until each that can say so is ready. Raises ToolError,
+        saying what to install, when this Python environment lacks the runtime."""
+        check_runtime()
         if port_is_open(self.gateway_port):
             raise ToolError(f"port {self.gateway_port} is already in use; pass --port")
         specs = self.process_specs()
@@ -503,6 +505,21 @@ class LocalCluster:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+# What `local up` needs in this Python environment: the runtime the chart's containers run
+# (cs_runtime, with Celery, gunicorn and Dask), installed by the `local` extra.
+RUNTIME_MODULE = "cs_runtime"
+RUNTIME_INSTALL = "pip install 'cs-workers[local]' (the cs-workers-runtime package; Python 3.11 or later)"
+
+
+def check_runtime() -> None:
+    """Raise ToolError saying what to install when the runtime cannot be imported here."""
+    import importlib.util
+
+    if importlib.util.find_spec(RUNTIME_MODULE) is None:
+        raise ToolError(f"local mode runs the runtime from this Python environment, and it is not installed: "
+                        f"{RUNTIME_INSTALL}")
 
 
 def _local_executable(command: list[str]) -> list[str]:
