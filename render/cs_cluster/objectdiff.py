@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from .quantities import QuantityError, parse_quantity
+
 
 class _Absent:
     """The side of a change where the field is not set."""
@@ -47,12 +49,9 @@ def _named(items: list[Any]) -> dict[str, Any] | None:
 
 
 def _quantity(value: Any) -> Decimal | None:
-    # Imported here: `kubernetes` takes ~0.16 s to import, which every cs-cluster command paid.
-    from kubernetes.utils import parse_quantity
-
     try:
-        return Decimal(parse_quantity(value))
-    except (ValueError, TypeError, ArithmeticError):
+        return parse_quantity(value)
+    except QuantityError:
         return None
 
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from .quantities import parse_quantity
+
 Resources = dict[str, Decimal]
 
 # Taint effects that keep a pod off a node; PreferNoSchedule only steers.
@@ -23,10 +25,7 @@ _CORDONED = {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}
 
 
 def _quantities(mapping: Mapping[str, Any] | None) -> Resources:
-    # Imported here: `kubernetes` takes ~0.16 s to import, which every cs-cluster command paid.
-    from kubernetes.utils import parse_quantity
-
-    return {name: Decimal(parse_quantity(value)) for name, value in (mapping or {}).items()}
+    return {name: parse_quantity(value) for name, value in (mapping or {}).items()}
 
 
 def _container_requests(container: Mapping[str, Any]) -> Resources:

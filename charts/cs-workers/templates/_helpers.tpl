@@ -269,22 +269,6 @@ daskWorker:
 {{- end -}}
 
 {{/*
-cs-workers.cpuToThreads: Dask's --nthreads from a CPU quantity. Integer part of the CPUs, at
-least 1, so that a fractional limit (500m, 1.5) never crashes dask-worker as it does in
-dask/helm-chart.
-*/}}
-{{- define "cs-workers.cpuToThreads" -}}
-{{- $cpu := toString . -}}
-{{- $threads := 1 -}}
-{{- if hasSuffix "m" $cpu -}}
-{{- $threads = div (atoi (trimSuffix "m" $cpu)) 1000 -}}
-{{- else if $cpu -}}
-{{- $threads = float64 $cpu | floor | int -}}
-{{- end -}}
-{{- max $threads 1 -}}
-{{- end -}}
-
-{{/*
 cs-workers.podSpec (dict "root" $ "settings" $componentSettings "component" "..."): what every pod
 spec shares: its component's ServiceAccount (no API token: nothing here calls the API), the
 security context, pull secrets and placement.
