@@ -15,7 +15,8 @@ kubeconfig). Changes nothing.
 - Model names (owner/title) come from the gateway's routing table (its ConfigMap's routes.json).
 
 Needs, in the namespace: list Deployments, StatefulSets, pods and ConfigMaps; get the gateway
-token's Secret; create pods/portforward.
+token's Secret; get and create pods/portforward (a websocket port-forward is a GET, which
+Kubernetes 1.35 and later also authorize as create).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import base64
 import binascii
 import http.client
 import json
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -208,7 +210,10 @@ def fetch_gateway_load(api: _Api, namespace: str, gateway: Mapping[str, Any], po
     port = _container_port(gateway, GATEWAY_PORT_NAME)
     if port is None:
         return None, f"its container has no port named {GATEWAY_PORT_NAME}"
-    token, token_source = _gateway_token(api, namespace, gateway)
+    try:
+        token, token_source = _gateway_token(api, namespace, gateway)
+    except ToolError as error:  # e.g. no right to read Secrets: the gateway cannot be asked
+        return None, str(error)
     pod_name = str(ready[0]["metadata"]["name"])
     started = time.monotonic()
     forward = None
@@ -224,7 +229,7 @@ def fetch_gateway_load(api: _Api, namespace: str, gateway: Mapping[str, Any], po
         body = response.read()
     except Exception as error:  # the client raises many kinds (websocket, socket, HTTP): each is "no answer"
         detail = forward.error(port) if forward is not None else None
-        return None, f"/load on pod {pod_name} did not answer: {_one_line(detail or error)}"
+        return None, f"/load on pod {pod_name} did not answer: {_one_line(detail or _forward_error(error))}"
     finally:
         if forward is not None:
             forward.close()
@@ -239,13 +244,30 @@ def fetch_gateway_load(api: _Api, namespace: str, gateway: Mapping[str, Any], po
     return loads, f"/load answered by pod {pod_name} in {took * 1000:.0f} ms"
 
 
-def _one_line(value: object, limit: int = 200) -> str:
+# The Kubernetes client reports a refused port-forward as the websocket handshake's status, its
+# headers and the API server's Status object, all in one text.
+_HANDSHAKE = re.compile(r"Handshake status (\d{3}[^-]*?)\s*-\+-\+-")
+_STATUS_MESSAGE = re.compile(r'"message"\s*:\s*"((?:[^"\\]|\\.)*)"')
+
+
+def _forward_error(error: Exception) -> str:
+    """A port-forward's failure in a few words: the status and the API server's message."""
+    text = str(getattr(error, "reason", None) or error)
+    handshake = _HANDSHAKE.search(text)
+    if not handshake:
+        return text
+    message = _STATUS_MESSAGE.search(text)
+    return f"port-forward refused: {handshake[1]}" + (f": {message[1].encode().decode('unicode_escape')}"
+                                                       if message else "")
+
+
+def _one_line(value: object, limit: int = 300) -> str:
     text = " ".join(str(value).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def release_status(release: str, namespace: str, *, models: Sequence[str] = (), gateway_timeout: float = 10.0,
-                   ask_gateway: bool = True) -> ClusterStatus:
+def release_status(release: str, namespace: str, *, models: Sequence[str] = (),
+                   gateway_timeout: float = 10.0) -> ClusterStatus:
     """The status of `release` in `namespace` (see the module's docstring).
 
     Raises UsageError when the namespace holds no workload of the release (or `models` names one it
@@ -265,16 +287,14 @@ def release_status(release: str, namespace: str, *, models: Sequence[str] = (), 
     gateway = next((w for w in workloads if (w["metadata"].get("labels") or {}).get(COMPONENT_LABEL) == GATEWAY),
                    None)
     loads: dict[str, Load] | None = None
-    how = "not asked"
-    if gateway is None:
-        how = "no gateway workload"
-    elif ask_gateway:
+    how = "no gateway workload"
+    if gateway is not None:
         loads, how = fetch_gateway_load(api, namespace, gateway, pods, gateway_timeout)
     statuses = [workload_status(workload, pods) for workload in workloads]
     found, redis, gateway_workload = assemble(statuses, model_names(config_maps), loads)
     if models:
         found = select(found, models, f"release {release}")
-    redis_detail = "its pod is Ready (the chart's redis-cli ping probe)" if redis and redis.ready else "no Ready pod"
+    redis_detail = "its pod is Ready" if redis and redis.ready else "no Ready pod"
     return ClusterStatus(
         where=f"release {release} in namespace {namespace}",
         models=found,
