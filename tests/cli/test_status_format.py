@@ -95,6 +95,14 @@ def test_without_the_gateway_the_load_is_unknown_not_zero() -> None:
     assert [model["load"] for model in status.as_json()["models"]] == [None, None]
 
 
+def test_a_shared_part_short_of_pods_is_unhealthy_though_it_answers() -> None:
+    status = report()
+    status.gateway.workload = Workload("Deployment", "cs-gateway", "gateway", None, 2, 1, ("0.1.0",))
+    assert status.lines()[-2:] == ["Gateway: UNHEALTHY (1/2 pods ready; /load answered)",
+                                   "Unhealthy: 2 model(s), 2 healthy; Redis healthy; gateway unhealthy."]
+    assert (status.as_json()["gateway"]["healthy"], status.exit_code) == (False, 3)
+
+
 def test_a_model_the_gateway_does_not_route_is_unhealthy() -> None:
     status = report(loads={"models": [load_entry("csexamples-celerysum")]})
     dask_pi = status.as_json()["models"][1]
