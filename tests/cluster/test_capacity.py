@@ -24,9 +24,9 @@ RELEASE = "cs"
 REAL_NODE_LABEL = "cs-workers.dev/real-node"
 
 
-def big_model(requests: dict[str, Any], **settings: Any) -> list[dict[str, Any]]:
-    return [{"owner": "big", "title": "Model", "cluster_type": "single-core", "resources": {"requests": requests},
-             **settings}]
+def big_model(requests: dict[str, Any], limits: dict[str, Any] | None = None, **settings: Any) -> list[dict[str, Any]]:
+    resources = {"requests": requests, **({"limits": limits} if limits else {})}
+    return [{"owner": "big", "title": "Model", "cluster_type": "single-core", "resources": resources, **settings}]
 
 
 def run(kube: Kube, tmp_path: Path, name: str, config: Path, *options: str | Path) -> subprocess.CompletedProcess[str]:
@@ -58,7 +58,9 @@ def expected_words(case: str, kube: Kube) -> list[str]:
 
 REFUSED = {
     "above every small node": (big_model({"cpu": 5, "memory": "1G"}, affinity={"size": "small"}), None),
-    "more disk than any node it may use": (big_model({"cpu": "100m", "ephemeral-storage": "150Gi"}), None),
+    "more disk than any node it may use": (
+        # With its limit: the chart's default limit (9Gi) is below the request, which cs-cluster refuses first.
+        big_model({"cpu": "100m", "ephemeral-storage": "150Gi"}, limits={"ephemeral-storage": "150Gi"}), None),
     "selects the real node, without its toleration": (
         big_model({"cpu": "100m"}), {"modelDefaults": {"sim": {"nodeSelector": {REAL_NODE_LABEL: "true"}}}}),
 }
