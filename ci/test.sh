@@ -44,8 +44,26 @@ else
   exit 1
 fi
 
+# KEDA (the autoscaling node tests, tests/node/test_scale_to_zero.py) is built from the Go module
+# proxy once, 10-17 min on 2 cores; only when the node tests run, and in the background from here,
+# while the earlier tests mostly wait on their clusters. Those tests wait for it to finish
+# (`ci/cluster up --real-node --keda`, which also builds it when a selection runs them); its
+# progress goes to its own log.
+keda_build=""
+if [ "${up_args[*]}" = --real-node ] && [ $# -eq 0 ]; then
+  keda_log=$(mktemp -t cs-keda-build.XXXXXX.log)
+  echo "test: building KEDA in the background (log: $keda_log)" >&2
+  bash ci/cluster build --keda >"$keda_log" 2>&1 &
+  keda_build=$!
+fi
+
 echo "test: pytest" >&2
-.venv/bin/pytest "$@"
+status=0
+.venv/bin/pytest "$@" || status=$?
+if [ -n "$keda_build" ]; then
+  wait "$keda_build" || echo "test: the KEDA build failed (log: $keda_log)" >&2
+fi
+[ "$status" -eq 0 ] || exit "$status"
 
 # Benchmarks are not tests: run tiny, they only show that each still works (numbers are in
 # benchmarks/README.md). Skipped when pytest was given a selection.

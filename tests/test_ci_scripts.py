@@ -25,8 +25,10 @@ def test_shellcheck_finds_no_warning(script: Path) -> None:
 
 
 @pytest.mark.parametrize(("arguments", "message"), [
-    (["up", "--real-nodes"], "unknown option for up: --real-nodes (known: --real-node)"),
+    (["up", "--real-nodes"], "unknown option for up: --real-nodes (known: --real-node, --keda)"),
+    (["up", "--keda"], "--keda needs --real-node (KEDA runs on the real node)"),
     (["down", "--all"], "unknown option for down: --all (known: --real-node)"),
+    (["build", "--kdea"], "unknown option for build: --kdea (known: --keda)"),
 ])
 def test_ci_cluster_refuses_unknown_options_in_one_line(arguments: list[str], message: str) -> None:
     result = subprocess.run(["bash", str(REPO / "ci" / "cluster"), *arguments], capture_output=True, text=True,

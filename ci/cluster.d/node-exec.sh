@@ -2,7 +2,7 @@
 # Run a daemon of the real node (ci/cluster up --real-node) in its cgroup, after preparing the
 # node's mount namespace when asked; then exec it, so that its pid is this script's.
 #
-#   node-exec.sh --cgroup NAME [--node-mounts NODE_STATE_DIR] -- COMMAND [ARGS...]
+#   node-exec.sh --cgroup NAME [--node-mounts NODE_STATE_DIR] [--resolv-conf FILE] -- COMMAND [ARGS...]
 #
 # --cgroup NAME: join the cgroup NAME (created if needed) in every cgroup v1 hierarchy, so that
 #   `ci/cluster down` finds every process the daemon and its children start.
@@ -11,13 +11,17 @@
 #   for its volumes), bind files holding the values the kubelet wants over the sysctls it would
 #   otherwise write for the whole machine, and bind directories of DIR over the few fixed host
 #   paths the kubelet and containerd write to. None of it is seen outside the namespace.
+# --resolv-conf FILE: the caller has just made a private mount namespace; bind FILE over
+#   /etc/resolv.conf in it (what `ip netns exec` does with /etc/netns/NAME/resolv.conf), so that
+#   a process of the node (KEDA) resolves cluster names through the node's CoreDNS.
 set -euo pipefail
 
-cgroup="" node_state=""
+cgroup="" node_state="" resolv_conf=""
 while (($#)); do
   case $1 in
     --cgroup) cgroup=$2; shift 2 ;;
     --node-mounts) node_state=$2; shift 2 ;;
+    --resolv-conf) resolv_conf=$2; shift 2 ;;
     --) shift; break ;;
     *) echo "node-exec: unknown option $1" >&2; exit 2 ;;
   esac
@@ -65,6 +69,10 @@ if [[ -n $node_state ]]; then
     fi
     mount --bind "$source" "$target"
   done
+fi
+
+if [[ -n $resolv_conf ]]; then
+  mount --bind "$resolv_conf" /etc/resolv.conf
 fi
 
 exec "$@"

@@ -66,6 +66,7 @@ node_bin_of() {
     coredns) echo "$COREDNS_BIN/coredns" ;;
     local-path-provisioner) echo "$LOCAL_PATH_BIN/local-path-provisioner" ;;
     kubelet | kube-proxy) echo "$K8S_BIN/$1" ;;
+    keda-*) keda_bin_of "$1" ;;
     *) return 1 ;;
   esac
 }
