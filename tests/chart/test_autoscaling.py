@@ -4,14 +4,19 @@ from KEDA's own CRD (cs_cluster.crdschemas, KEDA v2.21.0); nothing of it by defa
 
 from __future__ import annotations
 
+import os
+import subprocess
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from helpers import model, values_with
+import yaml
+from helpers import CHART, model, values_with
 
 from cs_cluster import RenderedChart, render_chart
 from cs_cluster.errors import CsClusterError, ToolError
+from cs_cluster.helm import find_helm
 from cs_runtime.names import model_slug
 
 KEDA = ("keda.sh/v1alpha1",)
@@ -90,12 +95,13 @@ def test_a_dask_model_scales_its_driver_workers_and_scheduler_together() -> None
     slug = "pslmodels-ogusa"
     driver, workers, scheduler = (scaled_object(chart, component, slug)["spec"]
                                   for component in ("model-sim", "dask-worker", "dask-scheduler"))
-    assert (driver["minReplicaCount"], driver["maxReplicaCount"]) == (0, 2)
-    # All Dask workers while a sim is queued or running, none otherwise: never a number between.
-    assert (workers["minReplicaCount"], workers["maxReplicaCount"]) == (0, 4)
-    assert workers["advanced"]["scalingModifiers"] == {"formula": "sims > 0 ? 4 : 0", "target": "1",
-                                                       "metricType": "AverageValue"}
-    assert (scheduler["minReplicaCount"], scheduler["maxReplicaCount"]) == (0, 1)
+    assert (driver["minReplicaCount"], driver["maxReplicaCount"]) == (0, 2) and "idleReplicaCount" not in driver
+    # All Dask workers at once while a sim is queued or running, none otherwise (KEDA's idle mode:
+    # from idle straight to minReplicaCount): never a number in between.
+    counts = ("idleReplicaCount", "minReplicaCount", "maxReplicaCount")
+    assert [workers[key] for key in counts] == [0, 4, 4]
+    assert [scheduler[key] for key in counts] == [0, 1, 1]
+    assert "scalingModifiers" not in workers["advanced"]
     for spec in (driver, workers, scheduler):
         assert [t["metadata"]["valueLocation"] for t in spec["triggers"]] == ["sims"]
     for component in ("model-sim", "dask-worker", "dask-scheduler"):
@@ -190,3 +196,19 @@ def test_keda_objects_are_judged_by_kedas_own_crd_schema(kind: str, spec: dict, 
     obj = {"apiVersion": "keda.sh/v1alpha1", "kind": kind, "metadata": {"name": "x"}, "spec": spec}
     with pytest.raises(CsClusterError, match=rf"{kind}/x is invalid .*{error}"):
         render_chart({"extraObjects": [obj]})
+
+
+def test_notes_name_the_autoscaled_models(tmp_path: Path) -> None:
+    """`helm install` prints which models KEDA scales (Helm 4 prints NOTES.txt without a cluster)."""
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump(values_with(model("a", "b", **ON), model("c", "d", "dask"),
+                                                 keda={"assumeInstalled": True})))
+    result = subprocess.run([find_helm(4), "install", "rel", str(CHART), "--dry-run=client", "-f", str(values)],
+                            capture_output=True, text=True, check=False,
+                            env={**os.environ, "KUBECONFIG": str(tmp_path / "none"), "HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    notes = result.stdout.split("NOTES:", 1)[1]
+    line = {entry.split(":")[0].strip(): entry for entry in notes.splitlines() if entry.startswith("  a/") or
+            entry.startswith("  c/")}
+    assert line["a/b"].endswith("1 sim worker(s); autoscaled by KEDA: none while no sim is queued or running")
+    assert "autoscaled" not in line["c/d"]

@@ -7,7 +7,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,7 +103,8 @@ class Release:
     # -- install ---------------------------------------------------------------------------
     @classmethod
     def install(cls, node_env: NodeEnvironment, values_file: Path, webserver: StandInWebserver, directory: Path,
-                major: int = 4) -> Release:
+                major: int = 4, extra_values: Sequence[Path] = ()) -> Release:
+        """The release, with `extra_values` files after the test's own (secrets, placement)."""
         namespace = f"node-{uuid.uuid4().hex[:6]}"
         kube = Kube(node_env.kubeconfig, namespace)
         # The API server itself enforces the restricted standard on every pod of the release.
@@ -120,7 +121,8 @@ class Release:
             "networkPolicy": {"webserverEgress": {"ports": [webserver.port]}},
         }))
         secrets.chmod(0o600)
-        release = cls(node_env, kube, webserver, directory, values_file, major, extra_values=[secrets, NODE_VALUES])
+        release = cls(node_env, kube, webserver, directory, values_file, major,
+                      extra_values=[secrets, NODE_VALUES, *extra_values])
         release.apply(values_file)
         release.gateway_url = release._gateway_url()
         return release

@@ -235,21 +235,27 @@ simQueue: {{ printf "%s_queue" $key | quote }}
 {{- if kindIs "invalid" $simReplicas }}{{ $simReplicas = 1 }}{{ end }}
 simReplicas: {{ $simReplicas }}
 {{- /*
-With autoscaling, the Deployments KEDA scales and their bounds (README, "Autoscaling"); a
-Deployment whose bounds are equal keeps its replicas and gets no ScaledObject.
+With autoscaling, the Deployments KEDA scales and their replica counts, as a ScaledObject names
+them (README, "Autoscaling"): sim workers from 0 to their replicas, io workers from io.minReplicas
+to io.replicas; a Dask model's workers and scheduler all or none (KEDA's idle mode: none while
+idle, at once all while active). A Deployment that could not change (equal bounds, no replicas)
+keeps its replicas and gets no ScaledObject.
 */}}
 {{- $autoscaling := mustMergeOverwrite (deepCopy $defaults.autoscaling) (deepCopy ($model.autoscaling | default dict)) }}
 {{- $scaled := dict }}
 {{- if $autoscaling.enabled }}
 {{- $bounds := dict "sim" (list 0 $simReplicas) "io" (list $io.minReplicas $io.replicas) }}
-{{- if $isDask }}
-{{- $_ := set $bounds "daskWorker" (list 0 (ternary 1 $model.replicas (kindIs "invalid" $model.replicas))) }}
-{{- $_ := set $bounds "daskScheduler" (list 0 1) }}
-{{- end }}
 {{- range $component, $pair := $bounds }}
 {{- if lt (int (index $pair 0)) (int (index $pair 1)) }}
 {{- $_ := set $scaled $component (dict "minReplicaCount" (int (index $pair 0)) "maxReplicaCount" (int (index $pair 1))) }}
 {{- end }}
+{{- end }}
+{{- if $isDask }}
+{{- $workers := int (ternary 1 $model.replicas (kindIs "invalid" $model.replicas)) }}
+{{- if gt $workers 0 }}
+{{- $_ := set $scaled "daskWorker" (dict "idleReplicaCount" 0 "minReplicaCount" $workers "maxReplicaCount" $workers) }}
+{{- end }}
+{{- $_ := set $scaled "daskScheduler" (dict "idleReplicaCount" 0 "minReplicaCount" 1 "maxReplicaCount" 1) }}
 {{- end }}
 {{- end }}
 autoscaling:

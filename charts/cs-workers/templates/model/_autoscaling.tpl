@@ -49,8 +49,8 @@ queued or running job; activation above 0.
 
 {{/*
 cs-workers.keda.scaledObject (dict "root" $ "slug" $slug "resolved" $resolved "component" "model-sim"
-"scaled" $bounds "target" $deploymentName "triggers" $triggersYaml "formula" $formulaOrEmpty): one
-ScaledObject. The HPA KEDA makes waits cooldownPeriod (at most the API's 3600 s) before it removes
+"scaled" $counts "target" $deploymentName "triggers" $triggersYaml "formula" $formulaOrEmpty): one
+ScaledObject, with the replica counts of cs-workers.model.resolved's `scaled`. The HPA KEDA makes waits cooldownPeriod (at most the API's 3600 s) before it removes
 workers it no longer needs; a worker told to stop finishes its running task first (Celery's warm
 shutdown within the pod's termination grace period).
 */}}
@@ -70,6 +70,9 @@ spec:
     name: {{ .target }}
   pollingInterval: {{ $autoscaling.pollingInterval }}
   cooldownPeriod: {{ $autoscaling.cooldownPeriod }}
+  {{- if hasKey .scaled "idleReplicaCount" }}
+  idleReplicaCount: {{ .scaled.idleReplicaCount }}
+  {{- end }}
   minReplicaCount: {{ .scaled.minReplicaCount }}
   maxReplicaCount: {{ .scaled.maxReplicaCount }}
   advanced:
