@@ -98,7 +98,7 @@ def chart_version(text: str) -> str:
 def last_release() -> tuple[str, str]:
     """(commit, version) of the chart version released before the one in the working tree: the
     commit just before the version was last changed to the current one (Chart.yaml's `version`
-    is bumped by every chart change, tests/chart/test_chart_metadata.py)."""
+    changes only with a CHANGELOG entry, tests/chart/test_chart_metadata.py)."""
     deepen_if_shallow()
     current = chart_version((CHART / "Chart.yaml").read_text())
     at_head = git("show", "HEAD:charts/cs-workers/Chart.yaml")
