@@ -291,6 +291,34 @@ class Sandbox:
                 (directory / item["path"]).write_text(data[item["key"]])
             directory.chmod(0o755)
             return ["--volume", f"{directory}:{target}:ro"]
+        if "secret" in volume:
+            # As the kubelet projects a Secret: one file per key, with the volume's defaultMode
+            # (0644 unless set) or the item's mode.
+            directory = pod_dir / "volumes" / volume["name"]
+            directory.mkdir(parents=True, exist_ok=True)
+            source = volume["secret"]
+            data = self.release.secret_data(source["secretName"])
+            if data is None:
+                if source.get("optional"):
+                    data = {}
+                else:
+                    raise LookupError(f"volume {volume['name']}: Secret {source['secretName']} is not rendered")
+            mode = int(source.get("defaultMode", 0o644))
+            items = source.get("items") or [{"key": key, "path": key} for key in data]
+            for item in items:
+                path = directory / item["path"]
+                descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(descriptor, "w") as handle:
+                    handle.write(data[item["key"]])
+                file_mode = int(item.get("mode", mode))
+                if fs_group is not None:
+                    # The kubelet gives a Secret's files to the pod's fsGroup and adds group read
+                    # (pkg/volume's SetVolumeOwnership), so a 0400 Secret reads as 0440.
+                    os.chown(path, 0, int(str(fs_group)))
+                    file_mode |= 0o440 & ~0o400 if file_mode & 0o400 else 0
+                path.chmod(file_mode)
+            directory.chmod(0o755)
+            return ["--volume", f"{directory}:{target}:ro"]
         if "emptyDir" in volume or "persistentVolumeClaim" in volume:
             # Docker ignores a tmpfs mode on a path the image has; owning it is what the pod's user
             # gets from an emptyDir (0777) or a fresh volume with fsGroup.
