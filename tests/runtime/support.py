@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import redis
 from celery import Celery  # type: ignore[import-untyped]
 
+from cs_runtime.load import UNACKED_KEY
 from cs_runtime.names import TASK_KINDS, ModelNames
 from cs_runtime.settings import redis_url
 
@@ -60,11 +61,6 @@ def wait_until(check: Callable[[], T | None], timeout: float, what: str, interva
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
-
-
-# kombu's Redis transport keeps every delivered, not yet acknowledged message in this hash
-# (kombu.transport.redis.Channel.unacked_key); it restores them once older than the visibility timeout.
-UNACKED_KEY = "unacked"
 
 
 def copies_of_job(client: redis.Redis, job_id: str, queues: Sequence[str], prefix: str = "") -> list[str]:

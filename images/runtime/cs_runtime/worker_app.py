@@ -172,16 +172,14 @@ def create_worker_app(settings: WorkerSettings, functions: ModelFunctions | None
     else:
         run_model = tasks.local_runner(functions)
 
-    # The model's last result, for the gateway's /load (load.py); made on first use.
-    last_result_client: list[redis.Redis] = []
+    # The model's last result, for the gateway's /load (load.py). redis-py connects on first use
+    # and again in each forked pool process, so nothing happens here at start-up.
+    last_result_client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=REDIS_CONNECT_TIMEOUT,
+                                              socket_timeout=REDIS_CONNECT_TIMEOUT)
 
     def remember(kind: ResultKind, envelope: Envelope, delivered: bool) -> None:
         try:
-            if not last_result_client:
-                last_result_client.append(redis.Redis.from_url(
-                    settings.redis_url, socket_connect_timeout=REDIS_CONNECT_TIMEOUT,
-                    socket_timeout=REDIS_CONNECT_TIMEOUT))
-            record_last_result(last_result_client[0], settings.redis_key_prefix, kind, envelope, delivered)
+            record_last_result(last_result_client, settings.redis_key_prefix, kind, envelope, delivered)
         except redis.exceptions.RedisError as exc:
             # Only what `status` shows: never a reason to fail the job.
             log.warning("job %s: could not record it as the last result: %s", envelope.get("job_id"), exc)
